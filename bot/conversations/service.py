@@ -1,0 +1,231 @@
+"""Queries and writes for cases and messages. Services flush, never commit."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.bus import emit
+from bot.conversations.enums import ACTIVE_STATUSES, AuthorKind, CaseStatus
+from bot.conversations.models import Case, CaseEvent, InboundReceipt, Message, MessageRef
+from bot.db import insert_ignore
+from bot.errors import Conflict
+from bot.teams.models import Staff
+
+# Allowed status changes; everything else is refused by transition_case.
+TRANSITIONS: dict[str, set[str]] = {
+    CaseStatus.OPEN: {CaseStatus.WAITING_STAFF, CaseStatus.WAITING_CUSTOMER, CaseStatus.RESOLVED},
+    CaseStatus.WAITING_STAFF: {CaseStatus.WAITING_CUSTOMER, CaseStatus.RESOLVED},
+    CaseStatus.WAITING_CUSTOMER: {CaseStatus.WAITING_STAFF, CaseStatus.RESOLVED},
+    CaseStatus.RESOLVED: {CaseStatus.CLOSED, CaseStatus.OPEN},
+    CaseStatus.CLOSED: {CaseStatus.OPEN},
+}
+
+
+async def record_receipt(
+    session: AsyncSession, *, channel: str, chat_id: str, external_id: str, now: datetime
+) -> bool:
+    """Remember an inbound event; False if it was seen before (a redelivery)."""
+    result = await session.execute(
+        insert_ignore(session, InboundReceipt.__table__)
+        .values(channel=channel, chat_id=chat_id, external_id=external_id, received_at=now)
+        .returning(InboundReceipt.__table__.c.id)
+    )
+    return result.scalar() is not None
+
+
+def add_case_event(
+    session: AsyncSession,
+    *,
+    case: Case,
+    kind: str,
+    now: datetime,
+    actor_staff_id: int | None = None,
+    from_status: str | None = None,
+    to_status: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> CaseEvent:
+    """Append to a case's history."""
+    event = CaseEvent(
+        case_id=case.id,
+        at=now,
+        kind=kind,
+        from_status=from_status,
+        to_status=to_status,
+        actor_staff_id=actor_staff_id,
+        data=data or {},
+    )
+    session.add(event)
+    return event
+
+
+async def transition_case(
+    session: AsyncSession,
+    *,
+    case: Case,
+    to: str,
+    now: datetime,
+    actor_staff_id: int | None = None,
+    reason: str = "",
+) -> str:
+    """The one way to change a case's status: checks the move, stamps times, writes the event."""
+    current = case.status
+    if to == current:
+        return current
+    if to not in TRANSITIONS.get(current, set()):
+        raise Conflict("case.bad_transition", f"case {case.id} cannot go from {current} to {to}")
+    case.status = to
+    if to == CaseStatus.RESOLVED:
+        case.resolved_at = now
+    elif to == CaseStatus.CLOSED:
+        case.closed_at = now
+    elif to == CaseStatus.OPEN:
+        case.resolved_at = None
+        case.closed_at = None
+        case.reopen_count += 1
+    add_case_event(
+        session,
+        case=case,
+        kind="status",
+        now=now,
+        actor_staff_id=actor_staff_id,
+        from_status=current,
+        to_status=to,
+        data={"reason": reason} if reason else None,
+    )
+    emit(session, f"group:{case.group_id}", {"type": "case.status", "case_id": case.id, "status": to})
+    if case.assignee_id:
+        emit(session, f"staff:{case.assignee_id}", {"type": "case.status", "case_id": case.id, "status": to})
+    await session.flush()
+    return current
+
+
+async def active_case(session: AsyncSession, *, group_id: int) -> Case | None:
+    """The group's case that is still being worked on, newest first."""
+    return await session.scalar(
+        select(Case)
+        .where(Case.group_id == group_id, Case.status.in_(ACTIVE_STATUSES))
+        .order_by(Case.opened_at.desc(), Case.id.desc())
+        .limit(1)
+    )
+
+
+async def get_case(session: AsyncSession, *, case_id: int) -> Case | None:
+    """A case by id."""
+    return await session.get(Case, case_id)
+
+
+async def list_group_cases(session: AsyncSession, *, group_id: int) -> list[Case]:
+    """A group's cases, newest first."""
+    rows = await session.scalars(select(Case).where(Case.group_id == group_id).order_by(Case.id.desc()))
+    return list(rows.unique().all())
+
+
+async def add_message(
+    session: AsyncSession,
+    *,
+    group_id: int,
+    author_kind: str,
+    channel: str,
+    body: str,
+    now: datetime,
+    case_id: int | None = None,
+    author_staff_id: int | None = None,
+    internal: bool = False,
+    attachments: list[Any] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Message:
+    """Store a message and announce it to the group's live viewers after commit."""
+    message = Message(
+        group_id=group_id,
+        case_id=case_id,
+        author_kind=author_kind,
+        channel=channel,
+        body=body,
+        internal=internal,
+        author_staff_id=author_staff_id,
+        attachments=attachments or [],
+        meta=meta or {},
+        created_at=now,
+    )
+    # Set the author object too, so views can read it without lazy IO on a new instance.
+    message.author_staff = await session.get(Staff, author_staff_id) if author_staff_id else None
+    session.add(message)
+    await session.flush()
+    emit(
+        session,
+        f"group:{group_id}",
+        {"type": "message.new", "message_id": message.id, "internal": internal, "author_kind": author_kind},
+    )
+    return message
+
+
+def add_ref(session: AsyncSession, *, message: Message, channel: str, chat_id: str, external_id: str) -> None:
+    """Remember a message's id on a channel."""
+    session.add(MessageRef(message_id=message.id, channel=channel, chat_id=chat_id, external_id=external_id))
+
+
+async def message_by_ref(
+    session: AsyncSession, *, channel: str, chat_id: str, external_id: str
+) -> Message | None:
+    """The message behind a channel's chat/message id."""
+    return await session.scalar(
+        select(Message)
+        .join(MessageRef, MessageRef.message_id == Message.id)
+        .where(
+            MessageRef.channel == channel,
+            MessageRef.chat_id == chat_id,
+            MessageRef.external_id == external_id,
+        )
+    )
+
+
+async def list_messages(
+    session: AsyncSession,
+    *,
+    group_id: int,
+    after_id: int = 0,
+    include_internal: bool,
+    limit: int = 200,
+    newest: bool = False,
+) -> list[Message]:
+    """A group's messages after an id, oldest first (or the newest `limit`); customers never get notes."""
+    query = select(Message).where(Message.group_id == group_id, Message.id > after_id)
+    if not include_internal:
+        query = query.where(Message.internal.is_(False))
+    order = Message.id.desc() if newest else Message.id
+    rows = list((await session.scalars(query.order_by(order).limit(limit))).unique().all())
+    return rows[::-1] if newest else rows
+
+
+async def last_customer_message(session: AsyncSession, *, group_id: int) -> Message | None:
+    """The newest message the customer wrote."""
+    return await session.scalar(
+        select(Message)
+        .where(Message.group_id == group_id, Message.author_kind == AuthorKind.CUSTOMER)
+        .order_by(Message.id.desc())
+        .limit(1)
+    )
+
+
+async def last_bot_answer(session: AsyncSession, *, group_id: int) -> Message | None:
+    """The newest knowledge-base answer the bot sent in a group."""
+    return await session.scalar(
+        select(Message)
+        .where(Message.group_id == group_id, Message.author_kind == AuthorKind.BOT)
+        .order_by(Message.id.desc())
+        .limit(1)
+    )
+
+
+async def count_recent_cases(session: AsyncSession, *, group_id: int, since: datetime) -> int:
+    """Cases a group opened since an instant."""
+    return int(
+        await session.scalar(
+            select(func.count()).select_from(Case).where(Case.group_id == group_id, Case.opened_at >= since)
+        )
+        or 0
+    )

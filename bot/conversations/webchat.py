@@ -1,0 +1,61 @@
+"""Web chat sessions: the browser's identity as a customer channel."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.errors import InvalidInput, NotFound
+from bot.i18n import normalize_locale
+from bot.runtime import Runtime
+from bot.teams import service as teams_service
+from bot.teams.enums import Channel
+from bot.teams.models import Customer, WebchatSession
+
+
+async def start_session(
+    session: AsyncSession, rt: Runtime, *, display_name: str | None, locale: str | None
+) -> WebchatSession:
+    """Create a customer for a new browser and a session for them."""
+    name = (display_name or "").strip()
+    if len(name) > 100:
+        raise InvalidInput("name.too_long", "name is longer than 100 characters")
+    now = rt.clock.now()
+    session_id = secrets.token_urlsafe(24)
+    customer, _identity, _ = await teams_service.find_or_create_customer(
+        session,
+        channel=Channel.WEBCHAT,
+        external_id=session_id,
+        chat_id=session_id,
+        display_name=name or "Web visitor",
+        locale=normalize_locale(locale, rt.settings.default_locale),
+        dealer_id=await teams_service.default_dealer_id(session),
+        now=now,
+    )
+    chat = WebchatSession(
+        id=session_id,
+        customer_id=customer.id,
+        created_at=now,
+        expires_at=now + timedelta(hours=rt.settings.session_ttl_hours),
+    )
+    session.add(chat)
+    await session.flush()
+    return chat
+
+
+async def require_session(
+    session: AsyncSession, rt: Runtime, *, session_id: str | None
+) -> tuple[WebchatSession, Customer]:
+    """The live session and its customer; NotFound for unknown or expired sessions."""
+    if not session_id or len(session_id) > 64:
+        raise NotFound("session.unknown", "unknown chat session; start a new one")
+    chat = await session.get(WebchatSession, session_id)
+    if chat is None:
+        raise NotFound("session.unknown", "unknown chat session; start a new one")
+    if chat.expires_at <= rt.clock.now():
+        raise NotFound("session.expired", "this chat session has expired; start a new one")
+    customer = await session.get(Customer, chat.customer_id)
+    assert customer is not None
+    return chat, customer

@@ -1,0 +1,95 @@
+"""Writing outbox rows and claiming them for delivery."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from bot.bus import emit
+from bot.outbox.models import OutboxRow
+
+PENDING, SENDING, SENT, DEAD = "pending", "sending", "sent", "dead"
+
+
+def enqueue(
+    session: AsyncSession,
+    *,
+    channel: str,
+    lane: str,
+    payload: dict[str, Any],
+    now: datetime,
+    kind: str = "text",
+    message_id: int | None = None,
+) -> OutboxRow:
+    """Add a delivery to the caller's transaction and wake the sender after commit."""
+    row = OutboxRow(
+        channel=channel,
+        lane=lane,
+        kind=kind,
+        payload=payload,
+        message_id=message_id,
+        status=PENDING,
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    session.add(row)
+    emit(session, "outbox", {"type": "outbox.new", "channel": channel})
+    return row
+
+
+async def claim_due(
+    session: AsyncSession, *, now: datetime, limit: int, lease: timedelta, channels: list[str] | None = None
+) -> list[OutboxRow]:
+    """Lease the oldest due row of each lane (never two of one lane at once, so lane order holds)."""
+    older = aliased(OutboxRow)
+    blocked = exists().where(
+        and_(older.lane == OutboxRow.lane, older.id < OutboxRow.id, older.status.in_((PENDING, SENDING)))
+    )
+    query = (
+        select(OutboxRow)
+        .where(OutboxRow.status == PENDING, OutboxRow.next_attempt_at <= now, ~blocked)
+        # Oldest message first: a row that waited out a rate limit keeps its place, so lanes handed
+        # back never starve behind newer rows when more lanes are due than a batch takes.
+        .order_by(OutboxRow.id)
+        .limit(limit)
+    )
+    if channels:
+        query = query.where(OutboxRow.channel.in_(channels))
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=OutboxRow)
+    rows = list((await session.scalars(query)).all())
+    for row in rows:
+        row.status = SENDING
+        # The lease: if this worker dies, the row becomes pending again when it expires.
+        row.next_attempt_at = now + lease
+    await session.flush()
+    return rows
+
+
+async def release_expired_leases(session: AsyncSession, *, now: datetime) -> int:
+    """Return rows whose sender died mid-delivery to the queue."""
+    result = await session.execute(
+        update(OutboxRow)
+        .where(OutboxRow.status == SENDING, OutboxRow.next_attempt_at <= now)
+        .values(status=PENDING)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def next_due_at(session: AsyncSession) -> datetime | None:
+    """When the earliest pending row becomes due."""
+    return await session.scalar(
+        select(func.min(OutboxRow.next_attempt_at)).where(OutboxRow.status.in_((PENDING, SENDING)))
+    )
+
+
+async def depth(session: AsyncSession) -> int:
+    """Rows not yet delivered."""
+    return int(
+        await session.scalar(select(func.count()).where(OutboxRow.status.in_((PENDING, SENDING)))) or 0
+    )

@@ -1,0 +1,269 @@
+"""Queries and writes for customers, staff, groups and memberships. Services flush, never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.conversations.enums import ACTIVE_STATUSES
+from bot.conversations.models import Case
+from bot.db import insert_ignore
+from bot.teams.assignment import Candidate, choose
+from bot.teams.models import (
+    AuditLog,
+    ButlerGroup,
+    ChannelIdentity,
+    Customer,
+    Dealer,
+    Membership,
+    ReadMark,
+    Staff,
+)
+
+
+async def get_identity(session: AsyncSession, *, channel: str, external_id: str) -> ChannelIdentity | None:
+    """The channel identity for a platform user, if known."""
+    return await session.scalar(
+        select(ChannelIdentity).where(
+            ChannelIdentity.channel == channel, ChannelIdentity.external_id == external_id
+        )
+    )
+
+
+async def find_or_create_customer(
+    session: AsyncSession,
+    *,
+    channel: str,
+    external_id: str,
+    chat_id: str | None,
+    display_name: str,
+    locale: str,
+    dealer_id: int | None,
+    now: datetime,
+) -> tuple[Customer, ChannelIdentity, bool]:
+    """Return the customer behind a channel identity, creating both on first contact."""
+    identity = await get_identity(session, channel=channel, external_id=external_id)
+    if identity is not None:
+        customer = await session.get(Customer, identity.customer_id)
+        assert customer is not None
+        return customer, identity, False
+    customer = Customer(
+        display_name=display_name[:200] or "Customer", locale=locale, dealer_id=dealer_id, created_at=now
+    )
+    session.add(customer)
+    await session.flush()
+    # Two deliveries of a first message can race here; the unique key picks one winner.
+    await session.execute(
+        insert_ignore(session, ChannelIdentity.__table__).values(
+            customer_id=customer.id,
+            channel=channel,
+            external_id=external_id,
+            chat_id=chat_id,
+            active=True,
+            created_at=now,
+        )
+    )
+    identity = await get_identity(session, channel=channel, external_id=external_id)
+    assert identity is not None
+    if identity.customer_id != customer.id:
+        await session.delete(customer)
+        winner = await session.get(Customer, identity.customer_id)
+        assert winner is not None
+        return winner, identity, False
+    return customer, identity, True
+
+
+async def default_dealer_id(session: AsyncSession) -> int | None:
+    """The dealer new customers belong to until one is chosen (the first configured)."""
+    return await session.scalar(select(Dealer.id).order_by(Dealer.id).limit(1))
+
+
+async def get_group_for_customer(session: AsyncSession, *, customer_id: int) -> ButlerGroup | None:
+    """The customer's butler group, if formed."""
+    return await session.scalar(select(ButlerGroup).where(ButlerGroup.customer_id == customer_id))
+
+
+async def list_candidates(session: AsyncSession, *, roles: Sequence[str]) -> list[Candidate]:
+    """Staff of the given roles with their current open-case load."""
+    load = (
+        select(Case.assignee_id, func.count().label("n"))
+        .where(Case.status.in_(ACTIVE_STATUSES))
+        .group_by(Case.assignee_id)
+        .subquery()
+    )
+    rows = await session.execute(
+        select(Staff, func.coalesce(load.c.n, 0))
+        .outerjoin(load, load.c.assignee_id == Staff.id)
+        .where(Staff.role.in_(list(roles)))
+    )
+    return [
+        Candidate(
+            staff_id=s.id,
+            role=s.role,
+            dealer_id=s.dealer_id,
+            languages=tuple(s.languages or ()),
+            on_duty=s.on_duty,
+            active=s.active,
+            capacity=s.capacity,
+            open_load=int(n),
+        )
+        for s, n in rows.all()
+    ]
+
+
+async def form_group(
+    session: AsyncSession, *, customer: Customer, roles: Sequence[str], now: datetime
+) -> tuple[ButlerGroup, bool]:
+    """Create the customer's group and seat one member per role; returns (group, created)."""
+    inserted = await session.execute(
+        insert_ignore(session, ButlerGroup.__table__)
+        .values(customer_id=customer.id, dealer_id=customer.dealer_id, created_at=now, gaps=[])
+        .returning(ButlerGroup.__table__.c.id)
+    )
+    new_id = inserted.scalar()
+    group = await get_group_for_customer(session, customer_id=customer.id)
+    assert group is not None
+    if new_id is None:
+        return group, False
+    candidates = await list_candidates(session, roles=roles)
+    gaps: list[str] = []
+    for role in roles:
+        pick = choose(candidates, role=role, dealer_id=customer.dealer_id, locale=customer.locale)
+        if pick is None:
+            gaps.append(role)
+            continue
+        session.add(
+            Membership(group_id=group.id, staff_id=pick.staff_id, role=role, joined_at=now, reason="formed")
+        )
+    group.gaps = gaps
+    await session.flush()
+    return group, True
+
+
+async def active_members(session: AsyncSession, *, group_id: int) -> list[Membership]:
+    """Current members of a group, in role order."""
+    rows = await session.scalars(
+        select(Membership)
+        .where(Membership.group_id == group_id, Membership.left_at.is_(None))
+        .order_by(Membership.joined_at, Membership.id)
+    )
+    return list(rows.unique().all())
+
+
+async def member_for_role(session: AsyncSession, *, group_id: int, role: str) -> Membership | None:
+    """The current member holding a role in the group."""
+    return await session.scalar(
+        select(Membership)
+        .where(Membership.group_id == group_id, Membership.role == role, Membership.left_at.is_(None))
+        .order_by(Membership.joined_at)
+        .limit(1)
+    )
+
+
+async def is_member(session: AsyncSession, *, group_id: int, staff_id: int) -> bool:
+    """Whether a staff member currently sits in the group."""
+    found = await session.scalar(
+        select(Membership.id).where(
+            Membership.group_id == group_id, Membership.staff_id == staff_id, Membership.left_at.is_(None)
+        )
+    )
+    return found is not None
+
+
+async def add_member(
+    session: AsyncSession, *, group: ButlerGroup, staff: Staff, role: str, reason: str, now: datetime
+) -> Membership:
+    """Seat a staff member in a group (no-op if already seated)."""
+    existing = await session.scalar(
+        select(Membership).where(
+            Membership.group_id == group.id, Membership.staff_id == staff.id, Membership.left_at.is_(None)
+        )
+    )
+    if existing is not None:
+        return existing
+    member = Membership(group_id=group.id, staff_id=staff.id, role=role, joined_at=now, reason=reason)
+    session.add(member)
+    if role in (group.gaps or []):
+        group.gaps = [g for g in group.gaps if g != role]
+    await session.flush()
+    return member
+
+
+async def remove_member(session: AsyncSession, *, membership: Membership, reason: str, now: datetime) -> None:
+    """End a membership, keeping its history."""
+    membership.left_at = now
+    membership.reason = reason
+    await session.flush()
+
+
+async def get_staff(session: AsyncSession, *, staff_id: int) -> Staff | None:
+    """A staff member by id."""
+    return await session.get(Staff, staff_id)
+
+
+async def get_staff_by_username(session: AsyncSession, *, username: str) -> Staff | None:
+    """A staff member by login name."""
+    return await session.scalar(select(Staff).where(Staff.username == username))
+
+
+async def list_staff(session: AsyncSession) -> list[Staff]:
+    """All staff, by role then name."""
+    return list((await session.scalars(select(Staff).order_by(Staff.role, Staff.username))).all())
+
+
+async def first_staff_with_role(session: AsyncSession, *, role: str, dealer_id: int | None) -> Staff | None:
+    """A lead or manager to notify: same dealer first, then anyone with the role."""
+    rows = (
+        await session.scalars(
+            select(Staff).where(Staff.role == role, Staff.active.is_(True)).order_by(Staff.id)
+        )
+    ).all()
+    same = [s for s in rows if s.dealer_id == dealer_id]
+    pool = same or list(rows)
+    return pool[0] if pool else None
+
+
+def audit(
+    session: AsyncSession,
+    *,
+    action: str,
+    object_type: str,
+    object_id: Any,
+    actor_staff_id: int | None,
+    now: datetime,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """Record a sensitive action."""
+    session.add(
+        AuditLog(
+            at=now,
+            actor_staff_id=actor_staff_id,
+            action=action,
+            object_type=object_type,
+            object_id=None if object_id is None else str(object_id),
+            data=data or {},
+        )
+    )
+
+
+async def list_dealers(session: AsyncSession) -> list[Dealer]:
+    """All dealers by code."""
+    return list((await session.scalars(select(Dealer).order_by(Dealer.code))).all())
+
+
+async def mark_read(
+    session: AsyncSession, *, staff_id: int, group_id: int, message_id: int, now: datetime
+) -> None:
+    """Remember that a staff member has seen a group's messages up to an id (never moves back)."""
+    mark = await session.get(ReadMark, (staff_id, group_id))
+    if mark is None:
+        session.add(
+            ReadMark(staff_id=staff_id, group_id=group_id, last_message_id=message_id, updated_at=now)
+        )
+    elif message_id > mark.last_message_id:
+        mark.last_message_id, mark.updated_at = message_id, now
+    await session.flush()
