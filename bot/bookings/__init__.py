@@ -1,0 +1,1 @@
+"""Guided requests with their state in the database: bookings and vehicle registration."""

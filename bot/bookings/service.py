@@ -1,0 +1,80 @@
+"""Queries and writes for booking drafts and vehicles. Services flush, never commit."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.bookings.models import BookingDraft
+from bot.teams.models import Customer, Vehicle
+
+ACTIVE, DONE, CANCELLED = "active", "done", "cancelled"
+
+
+async def active_draft(session: AsyncSession, *, customer_id: int) -> BookingDraft | None:
+    """The customer's draft in progress, if any (the newest)."""
+    return await session.scalar(
+        select(BookingDraft)
+        .where(BookingDraft.customer_id == customer_id, BookingDraft.status == ACTIVE)
+        .order_by(BookingDraft.id.desc())
+        .limit(1)
+    )
+
+
+async def get_draft(session: AsyncSession, *, draft_id: int) -> BookingDraft | None:
+    """A draft by id."""
+    return await session.get(BookingDraft, draft_id)
+
+
+async def create_draft(
+    session: AsyncSession, *, customer_id: int, kind: str, step: str, now: datetime
+) -> BookingDraft:
+    """Start a draft, cancelling any other one the customer left open (one at a time)."""
+    await cancel_drafts(session, customer_id=customer_id, now=now)
+    draft = BookingDraft(
+        customer_id=customer_id, kind=kind, step=step, status=ACTIVE, data={}, created_at=now, updated_at=now
+    )
+    session.add(draft)
+    await session.flush()
+    return draft
+
+
+async def cancel_drafts(session: AsyncSession, *, customer_id: int, now: datetime) -> int:
+    """Cancel the customer's open drafts; returns how many."""
+    result = await session.execute(
+        update(BookingDraft)
+        .where(BookingDraft.customer_id == customer_id, BookingDraft.status == ACTIVE)
+        .values(status=CANCELLED, updated_at=now)
+        .execution_options(synchronize_session="fetch")
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def set_answer(draft: BookingDraft, *, key: str, value: Any, now: datetime) -> None:
+    """Store one answer (JSON columns need a new dict to be seen as changed)."""
+    draft.data = {**draft.data, key: value}
+    draft.updated_at = now
+
+
+async def vin_taken(session: AsyncSession, *, vin: str) -> bool:
+    """Whether a VIN is registered already."""
+    return await session.scalar(select(Vehicle.id).where(Vehicle.vin == vin)) is not None
+
+
+async def add_vehicle(session: AsyncSession, *, customer: Customer, vin: str, model: str) -> Vehicle:
+    """Register a customer's car."""
+    vehicle = Vehicle(customer_id=customer.id, vin=vin, model=model[:100], dealer_id=customer.dealer_id)
+    session.add(vehicle)
+    await session.flush()
+    return vehicle
+
+
+async def customer_vehicles(session: AsyncSession, *, customer_id: int) -> list[Vehicle]:
+    """A customer's cars, oldest first."""
+    rows = await session.scalars(
+        select(Vehicle).where(Vehicle.customer_id == customer_id).order_by(Vehicle.id)
+    )
+    return list(rows.all())

@@ -1,0 +1,193 @@
+"""Queries and writes for Telegram state. Services flush, never commit."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.conversations.models import MessageRef
+from bot.db import insert_ignore
+from bot.teams.enums import Channel
+from bot.teams.models import ButlerGroup, ChannelIdentity, Staff
+from bot.tg.models import StaffLinkToken, TelegramTopic, TelegramUpdate
+
+DONE, RETRYING, FAILED = "done", "retrying", "failed"
+
+
+async def claim_update(session: AsyncSession, *, update_id: int, kind: str, now: datetime) -> bool:
+    """Mark an update as processed in this transaction; False if it was processed before."""
+    inserted = await session.execute(
+        insert_ignore(session, TelegramUpdate.__table__)
+        .values(update_id=update_id, kind=kind[:32], status=DONE, attempts=0, received_at=now)
+        .returning(TelegramUpdate.__table__.c.update_id)
+    )
+    if inserted.scalar() is not None:
+        return True
+    # An earlier attempt failed before commit and left a "retrying" marker: this attempt takes over.
+    retaken = await session.execute(
+        update(TelegramUpdate)
+        .where(TelegramUpdate.update_id == update_id, TelegramUpdate.status == RETRYING)
+        .values(status=DONE, error=None)
+        .returning(TelegramUpdate.update_id)
+    )
+    return retaken.scalar() is not None
+
+
+async def note_failure(
+    session: AsyncSession, *, update_id: int, kind: str, error: str, now: datetime, max_attempts: int
+) -> bool:
+    """Count a failed attempt at an update; True when it reached max_attempts and was given up."""
+    await session.execute(
+        insert_ignore(session, TelegramUpdate.__table__).values(
+            update_id=update_id, kind=kind[:32], status=RETRYING, attempts=0, received_at=now
+        )
+    )
+    row = await session.get(TelegramUpdate, update_id, populate_existing=True)
+    if row is None or row.status != RETRYING:
+        return False
+    row.attempts += 1
+    row.error = error[:2000]
+    if row.attempts >= max_attempts:
+        row.status = FAILED
+        return True
+    return False
+
+
+async def prune_updates(session: AsyncSession, *, before: datetime) -> int:
+    """Forget update receipts older than Telegram's redelivery horizon."""
+    from sqlalchemy import delete
+
+    result = await session.execute(delete(TelegramUpdate).where(TelegramUpdate.received_at < before))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def reserve_topic(
+    session: AsyncSession, *, group_id: int, chat_id: int, name: str, now: datetime
+) -> bool:
+    """Record that a group's topic is wanted; True only for the one transaction that did it first."""
+    inserted = await session.execute(
+        insert_ignore(session, TelegramTopic.__table__)
+        .values(group_id=group_id, chat_id=chat_id, name=name[:128], requested_at=now)
+        .returning(TelegramTopic.__table__.c.group_id)
+    )
+    return inserted.scalar() is not None
+
+
+async def get_topic(session: AsyncSession, *, group_id: int) -> TelegramTopic | None:
+    """A group's topic row, freshly read."""
+    return await session.get(TelegramTopic, group_id, populate_existing=True)
+
+
+async def set_topic_thread(session: AsyncSession, *, group_id: int, thread_id: int, now: datetime) -> None:
+    """Store the thread id Telegram gave the topic, on the topic and on the group."""
+    topic = await session.get(TelegramTopic, group_id)
+    if topic is not None:
+        topic.thread_id, topic.created_at = thread_id, now
+    group = await session.get(ButlerGroup, group_id)
+    if group is not None:
+        group.telegram_thread_id = thread_id
+    await session.flush()
+
+
+async def group_for_thread(session: AsyncSession, *, chat_id: int, thread_id: int) -> ButlerGroup | None:
+    """The butler group behind a topic of the staff supergroup."""
+    group_id = await session.scalar(
+        select(TelegramTopic.group_id).where(
+            TelegramTopic.chat_id == chat_id, TelegramTopic.thread_id == thread_id
+        )
+    )
+    return await session.get(ButlerGroup, group_id) if group_id is not None else None
+
+
+async def staff_by_telegram(session: AsyncSession, *, telegram_user_id: int) -> Staff | None:
+    """The active staff member linked to a Telegram account."""
+    return await session.scalar(
+        select(Staff).where(Staff.telegram_user_id == telegram_user_id, Staff.active.is_(True))
+    )
+
+
+async def identity_by_chat(session: AsyncSession, *, chat_id: int) -> ChannelIdentity | None:
+    """The customer's Telegram identity for a private chat."""
+    return await session.scalar(
+        select(ChannelIdentity).where(
+            ChannelIdentity.channel == Channel.TELEGRAM, ChannelIdentity.chat_id == str(chat_id)
+        )
+    )
+
+
+async def ref_in_chat(session: AsyncSession, *, message_id: int, chat_id: int) -> int | None:
+    """The Telegram message id of one of our messages in a chat (the first copy sent there)."""
+    external = await session.scalar(
+        select(MessageRef.external_id)
+        .where(
+            MessageRef.message_id == message_id,
+            MessageRef.channel == Channel.TELEGRAM,
+            MessageRef.chat_id == str(chat_id),
+        )
+        .order_by(MessageRef.id)
+        .limit(1)
+    )
+    return int(external) if external is not None else None
+
+
+async def refs_of(session: AsyncSession, *, message_id: int) -> list[MessageRef]:
+    """Every Telegram copy of one of our messages."""
+    rows = await session.scalars(
+        select(MessageRef).where(MessageRef.message_id == message_id, MessageRef.channel == Channel.TELEGRAM)
+    )
+    return list(rows.all())
+
+
+def token_hash(token: str) -> str:
+    """How a link token is stored (never in clear)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def add_link_token(
+    session: AsyncSession, *, staff_id: int, token: str, now: datetime, expires_at: datetime
+) -> None:
+    """Store a new one-time link token."""
+    session.add(
+        StaffLinkToken(token_hash=token_hash(token), staff_id=staff_id, created_at=now, expires_at=expires_at)
+    )
+
+
+async def take_link_token(session: AsyncSession, *, token: str, now: datetime) -> int | None:
+    """Use up a valid token; returns its staff id, or None if unknown, used or expired."""
+    used = await session.execute(
+        update(StaffLinkToken)
+        .where(
+            StaffLinkToken.token_hash == token_hash(token),
+            StaffLinkToken.used_at.is_(None),
+            StaffLinkToken.expires_at > now,
+        )
+        .values(used_at=now)
+        .returning(StaffLinkToken.staff_id)
+    )
+    return used.scalar()
+
+
+async def record_ref(session: AsyncSession, *, message_id: int, chat_id: int, external_id: int) -> None:
+    """Remember the Telegram id of a copy we sent (idempotent)."""
+    await session.execute(
+        insert_ignore(session, MessageRef.__table__).values(
+            message_id=message_id,
+            channel=Channel.TELEGRAM,
+            chat_id=str(chat_id),
+            external_id=str(external_id),
+        )
+    )
+
+
+async def clear_topic_thread(session: AsyncSession, *, group_id: int) -> None:
+    """Forget a topic Telegram no longer knows (deleted by an admin), so it is created again."""
+    topic = await session.get(TelegramTopic, group_id)
+    if topic is not None:
+        topic.thread_id = None
+    group = await session.get(ButlerGroup, group_id)
+    if group is not None:
+        group.telegram_thread_id = None
+    await session.flush()
