@@ -1,0 +1,35 @@
+"""Builds the runtime of a process from Settings: database, bus, clock, collaborators."""
+
+from __future__ import annotations
+
+from bot.bus import make_bus
+from bot.clock import Clock, SystemClock
+from bot.conversations.routing import Router
+from bot.db import make_engine, make_sessionmaker
+from bot.runtime import Runtime
+from bot.settings import Settings
+from escalation.engine import SlaEngine
+from knowledge.answerer import KnowledgeAnswerer
+from knowledge.matcher import MatcherConfig
+from knowledge.router import KnowledgeRouter
+
+
+def build_runtime(settings: Settings, *, clock: Clock | None = None, router: Router | None = None) -> Runtime:
+    """Wire the collaborators; nothing connects until first use."""
+    engine = make_engine(settings.database_url)
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        maker=make_sessionmaker(engine),
+        bus=make_bus(settings.redis_url),
+        clock=clock or SystemClock(),
+        router=router or KnowledgeRouter(),
+        answerer=KnowledgeAnswerer(MatcherConfig(semantic=settings.kb_semantic)),
+        sla=SlaEngine(settings),
+    )
+
+
+async def close_runtime(rt: Runtime) -> None:
+    """Release connections."""
+    await rt.bus.close()
+    await rt.engine.dispose()

@@ -1,0 +1,166 @@
+"""Production processes: `butler web` (N uvicorn workers, no background work) and `butler worker`.
+
+The worker is the app's lifespan without the public HTTP server: the same runtime, outbox sender,
+SLA escalation worker, knowledge and policy refresh and Telegram set-up as the embedded process,
+so nothing wired into the app factory is missed. An optional small health server answers
+/healthz, /readyz and /metrics. SIGTERM (or SIGINT) lets each pass finish, then the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Generator
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from bot.runtime import Runtime
+from bot.settings import Settings
+
+log = logging.getLogger("butler.worker")
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+# butler web
+
+
+def prepare_metrics_dir(workers: int, metrics_dir: str | None) -> tuple[str | None, bool]:
+    """Set PROMETHEUS_MULTIPROC_DIR for the web processes; returns (dir, created_here).
+
+    Needed when several processes serve one port, so /metrics sums all of them. The directory is
+    emptied first: files from an earlier run would count twice.
+    """
+    chosen = metrics_dir or os.environ.get(MULTIPROC_ENV)
+    if workers <= 1 and not chosen:
+        return None, False
+    created = False
+    if not chosen:
+        chosen, created = tempfile.mkdtemp(prefix="butler-metrics-"), True
+    path = Path(chosen)
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROC_ENV] = str(path)
+    return str(path), created
+
+
+def run_web(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    metrics_dir: str | None = None,
+    graceful_timeout: int = 10,
+) -> None:
+    """Serve bot.app:create_web_app with uvicorn and `workers` processes (blocking)."""
+    directory, created = prepare_metrics_dir(workers, metrics_dir)
+    log.info(
+        "web: %d process(es) on %s:%d%s",
+        workers,
+        host,
+        port,
+        f", metrics in {directory}" if directory else "",
+    )
+    try:
+        uvicorn.run(
+            "bot.app:create_web_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=None,  # each process configures logging in create_web_app
+            access_log=False,  # butler.access logs route templates, never query strings
+            timeout_graceful_shutdown=graceful_timeout,
+            server_header=False,
+            # A fresh worker imports the whole app before it can answer uvicorn's supervisor; on a
+            # busy small machine that takes longer than the 5 s default, and it would be killed.
+            timeout_worker_healthcheck=60,
+        )
+    finally:
+        if created and directory:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+# butler worker
+
+
+class _QuietServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to the worker."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        """Signals are the worker's business."""
+        yield
+
+
+def health_app(rt: Runtime) -> FastAPI:
+    """The worker's small health server: liveness, readiness, metrics."""
+    from handlers.ops import router as ops_router
+
+    app = FastAPI(title="Butler worker", openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.rt = rt
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        """The worker's loop is running."""
+        return JSONResponse({"status": "ok", "role": "worker", "pid": os.getpid()})
+
+    app.include_router(ops_router)
+    return app
+
+
+async def serve_worker(
+    settings: Settings,
+    *,
+    health_host: str = "127.0.0.1",
+    health_port: int | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run the background passes until SIGTERM / SIGINT (or `stop`), then shut down gracefully."""
+    from bot.app import create_app
+
+    settings.run_workers = True
+    app = create_app(settings)
+    rt: Runtime = app.state.rt
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    server: _QuietServer | None = None
+    server_task: asyncio.Task[None] | None = None
+    try:
+        async with app.router.lifespan_context(app):
+            if health_port is not None:
+                config = uvicorn.Config(
+                    health_app(rt),
+                    host=health_host,
+                    port=health_port,
+                    log_config=None,
+                    access_log=False,
+                    lifespan="off",
+                )
+                server = _QuietServer(config)
+                server_task = asyncio.create_task(server.serve(), name="worker-health")
+            log.info(
+                "worker running (outbox sender, SLA escalation, knowledge refresh)%s",
+                f"; health on {health_host}:{health_port}" if health_port is not None else "",
+            )
+            await stop.wait()
+            log.info("worker stopping: finishing the current passes")
+            if server is not None and server_task is not None:
+                server.should_exit = True
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(server_task, timeout=5)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    log.info("worker stopped")
