@@ -42,6 +42,14 @@ class SlaTimer(Base):
             postgresql_where=text(_ACTIVE_SQL),
             sqlite_where=text(_ACTIVE_SQL),
         ),
+        # Dashboard tiles and the escalation queue: live clocks by state.
+        Index(
+            "ix_sla_timers_live_state",
+            "state",
+            "due_at",
+            postgresql_where=text(_ACTIVE_SQL),
+            sqlite_where=text(_ACTIVE_SQL),
+        ),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)

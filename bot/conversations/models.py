@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from bot.db import Base, BigId
@@ -16,7 +16,14 @@ class Case(Base):
     """One customer request handled inside the butler group."""
 
     __tablename__ = "cases"
-    __table_args__ = (Index("ix_cases_assignee_status", "assignee_id", "status"),)
+    __table_args__ = (
+        Index("ix_cases_assignee_status", "assignee_id", "status"),
+        # Dashboard range scans: backlog (resolved per day), CSAT (asked per day), bot-resolved
+        # ("was a case opened in this group soon after the answer?").
+        Index("ix_cases_resolved_at", "resolved_at"),
+        Index("ix_cases_csat_asked_at", "csat_asked_at"),
+        Index("ix_cases_group_id_opened_at", "group_id", "opened_at"),
+    )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     group_id: Mapped[int] = mapped_column(ForeignKey("butler_groups.id", ondelete="CASCADE"), index=True)
     subject: Mapped[str] = mapped_column(String(200))
@@ -56,7 +63,23 @@ class Message(Base):
     """A message in a butler group: from the customer, a specialist, the bot or the system."""
 
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_group_id_id", "group_id", "id"),)
+    __table_args__ = (
+        Index("ix_messages_group_id_id", "group_id", "id"),
+        # Dashboard: bot answers by time, and "did staff write in this group soon after?".
+        Index(
+            "ix_messages_bot_created_at",
+            "created_at",
+            postgresql_where=text("author_kind = 'bot'"),
+            sqlite_where=text("author_kind = 'bot'"),
+        ),
+        Index(
+            "ix_messages_staff_group_created_at",
+            "group_id",
+            "created_at",
+            postgresql_where=text("author_kind = 'staff'"),
+            sqlite_where=text("author_kind = 'staff'"),
+        ),
+    )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     group_id: Mapped[int] = mapped_column(ForeignKey("butler_groups.id", ondelete="CASCADE"))
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="SET NULL"), index=True)
