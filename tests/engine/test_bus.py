@@ -1,0 +1,53 @@
+"""Event bus: in-process fan-out, and Redis pub/sub across connections."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from bot.bus import EventBus, InProcessBus, RedisBus
+from tests.conftest import REDIS_URL, need
+
+
+async def _roundtrip(publisher: EventBus, subscriber: EventBus) -> list[dict[str, Any]]:
+    got: list[dict[str, Any]] = []
+    stream = subscriber.subscribe(["group:1", "staff:2"])
+
+    async def consume() -> None:
+        async for event in stream:
+            if event.get("type") == "keepalive":
+                continue
+            got.append(event)
+            if len(got) == 2:
+                return
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.3)  # let the subscription register
+    await publisher.publish("group:1", {"type": "message.new", "message_id": 5})
+    await publisher.publish("other", {"type": "ignored"})
+    await publisher.publish("staff:2", {"type": "case.new", "case_id": 7})
+    await asyncio.wait_for(task, 5)
+    return got
+
+
+async def test_in_process_bus_delivers_to_subscribed_topics_only() -> None:
+    bus = InProcessBus()
+    got = await _roundtrip(bus, bus)
+    assert [e["topic"] for e in got] == ["group:1", "staff:2"] and got[1]["case_id"] == 7
+
+
+async def test_redis_bus_crosses_connections() -> None:
+    url = need(REDIS_URL, "BUTLER_TEST_REDIS_URL")
+    publisher, subscriber = RedisBus(url), RedisBus(url)
+    try:
+        got = await _roundtrip(publisher, subscriber)
+        assert [e["type"] for e in got] == ["message.new", "case.new"]
+    finally:
+        await publisher.close()
+        await subscriber.close()
+
+
+async def test_redis_bus_publish_survives_an_unreachable_server() -> None:
+    bus = RedisBus("redis://127.0.0.1:1/0")
+    await bus.publish("group:1", {"type": "message.new"})  # logged and dropped, never raised
+    await bus.close()

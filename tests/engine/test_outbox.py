@@ -1,0 +1,106 @@
+"""Outbox sender: per-lane order, retry with backoff, rate-limit waits, dead rows, crash leases."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from bot.clock import FrozenClock
+from bot.outbox import service as outbox_service
+from bot.outbox.models import OutboxRow
+from bot.outbox.sender import DeliveryResult, OutboxSender
+from bot.runtime import Runtime
+
+
+class Recorder:
+    """A deliverer that records deliveries and answers from a script."""
+
+    def __init__(self, script: dict[str, list[DeliveryResult]] | None = None) -> None:
+        self.sent: list[tuple[str, str]] = []
+        self.script = script or {}
+
+    async def deliver(self, row: OutboxRow) -> DeliveryResult:
+        queue = self.script.get(row.payload["text"])
+        result = queue.pop(0) if queue else DeliveryResult(ok=True)
+        if result.ok:
+            self.sent.append((row.lane, row.payload["text"]))
+        return result
+
+
+async def _enqueue(rt: Runtime, lane: str, *texts: str) -> None:
+    async with rt.transaction() as session:
+        for text in texts:
+            outbox_service.enqueue(
+                session, channel="test", lane=lane, payload={"text": text}, now=rt.clock.now()
+            )
+
+
+async def _rows(rt: Runtime) -> dict[str, OutboxRow]:
+    async with rt.maker() as session:
+        return {r.payload["text"]: r for r in (await session.scalars(select(OutboxRow))).all()}
+
+
+async def test_lane_order_kept_across_a_failure(rt: Runtime, clock: FrozenClock) -> None:
+    recorder = Recorder({"a1": [DeliveryResult(ok=False, error="503")]})
+    sender = OutboxSender(rt.maker, clock, {"test": recorder})
+    await _enqueue(rt, "chat:1", "a1", "a2", "a3")
+    await _enqueue(rt, "chat:2", "b1", "b2")
+    await sender.run_pass()
+    # a1 failed, so a2/a3 wait behind it; the other lane is not held up.
+    assert recorder.sent == [("chat:2", "b1")]
+    while await sender.run_pass():
+        pass
+    assert ("chat:1", "a1") not in recorder.sent
+    clock.advance(seconds=5)
+    while await sender.run_pass():
+        clock.advance(seconds=1)
+    lane1 = [t for lane, t in recorder.sent if lane == "chat:1"]
+    lane2 = [t for lane, t in recorder.sent if lane == "chat:2"]
+    assert lane1 == ["a1", "a2", "a3"] and lane2 == ["b1", "b2"]
+    rows = await _rows(rt)
+    assert rows["a1"].attempts == 1 and all(r.status == "sent" for r in rows.values())
+
+
+async def test_retry_after_waits_without_counting_an_attempt(rt: Runtime, clock: FrozenClock) -> None:
+    recorder = Recorder({"x": [DeliveryResult(ok=False, retry_after=7, error="429")]})
+    sender = OutboxSender(rt.maker, clock, {"test": recorder})
+    await _enqueue(rt, "chat:9", "x")
+    await sender.run_pass()
+    row = (await _rows(rt))["x"]
+    assert row.status == "pending" and row.attempts == 0
+    assert row.next_attempt_at == clock.now() + timedelta(seconds=7)
+    clock.advance(seconds=6)
+    assert await sender.run_pass() == 0
+    clock.advance(seconds=1)
+    assert await sender.run_pass() == 1 and recorder.sent == [("chat:9", "x")]
+
+
+async def test_permanent_failure_and_max_attempts_make_rows_dead(rt: Runtime, clock: FrozenClock) -> None:
+    failing = [DeliveryResult(ok=False, error="timeout")] * 10
+    recorder = Recorder(
+        {"blocked": [DeliveryResult(ok=False, permanent=True, error="403")], "flaky": failing}
+    )
+    sender = OutboxSender(rt.maker, clock, {"test": recorder}, max_attempts=3)
+    await _enqueue(rt, "l1", "blocked")
+    await _enqueue(rt, "l2", "flaky")
+    for _ in range(10):
+        await sender.run_pass()
+        clock.advance(minutes=10)
+    rows = await _rows(rt)
+    assert rows["blocked"].status == "dead" and rows["blocked"].attempts == 1
+    assert rows["flaky"].status == "dead" and rows["flaky"].attempts == 3
+
+
+async def test_lease_of_a_dead_sender_expires(rt: Runtime, clock: FrozenClock) -> None:
+    await _enqueue(rt, "l1", "m")
+    async with rt.transaction() as session:
+        claimed = await outbox_service.claim_due(
+            session, now=clock.now(), limit=10, lease=timedelta(seconds=60)
+        )
+    assert [r.payload["text"] for r in claimed] == ["m"]
+    recorder = Recorder()
+    sender = OutboxSender(rt.maker, clock, {"test": recorder})
+    assert await sender.run_pass() == 0  # still leased by the "crashed" sender
+    clock.advance(seconds=61)
+    assert await sender.run_pass() == 1 and recorder.sent == [("l1", "m")]
