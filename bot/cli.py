@@ -10,6 +10,7 @@ import typer
 
 from bot.ops_cli import register as register_ops_commands
 from bot.settings import Settings
+from escalation.cli import sla_app
 from handlers.telegram.cli import app as telegram_app
 from knowledge.cli import kb_app
 
@@ -22,6 +23,7 @@ staff_app = typer.Typer(help="Manage staff accounts.", no_args_is_help=True, pre
 app.add_typer(staff_app, name="staff")
 app.add_typer(kb_app, name="kb")
 app.add_typer(telegram_app, name="telegram")
+app.add_typer(sla_app, name="sla")
 
 
 def _settings() -> Settings:

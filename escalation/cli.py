@@ -6,9 +6,11 @@ import asyncio
 from typing import Any
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.settings import Settings
 from escalation.explain import describe_policies, explain_case
+from escalation.policies import PolicySet
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -37,10 +39,29 @@ def explain(case_id: int = typer.Argument(..., help="the case number")) -> None:
         typer.echo(line)
 
 
+async def _policies(settings: Settings) -> tuple[str, PolicySet]:
+    """The policies in force: the newest version saved in the database, else the YAML file."""
+    from bot.factory import build_runtime, close_runtime
+    from escalation.policies import load_policies
+    from escalation.policy_store import load_stored
+
+    rt = build_runtime(settings)
+    try:
+        stored = await load_stored(rt.maker)
+    except SQLAlchemyError:
+        stored = None  # no database yet (or not migrated): the file is what a new process would use
+    finally:
+        await close_runtime(rt)
+    if stored is not None:
+        return f"database version {stored[0]}", stored[1]
+    file = settings.sla_policies_file
+    return f"file {file or 'built-in defaults'}", load_policies(file)
+
+
 @sla_app.command("policies")
 def policies() -> None:
-    """List the SLA policies in matching order, with targets, calendars and ladders."""
-    from escalation.policies import load_policies
-
-    for line in describe_policies(load_policies(load_settings().sla_policies_file)):
+    """List the SLA policies in force (database version, else the file) with targets and ladders."""
+    source, policy_set = asyncio.run(_policies(load_settings()))
+    typer.echo(f"Source: {source}")
+    for line in describe_policies(policy_set):
         typer.echo(line)

@@ -233,14 +233,22 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     async def run() -> None:
+        from escalation.policy_store import prepare_policies, run_policy_refresh
+
         rt = build_runtime(settings)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        # Policies saved in the console win over the YAML file, here as in every other process.
+        await prepare_policies(rt)
+        refresh = asyncio.create_task(run_policy_refresh(rt, stop), name="sla-policies-refresh")
         try:
             await run_escalation_worker(rt, stop, limit=args.batch, max_idle=args.max_idle)
         finally:
+            stop.set()
+            refresh.cancel()
+            await asyncio.gather(refresh, return_exceptions=True)
             await close_runtime(rt)
 
     asyncio.run(run())
