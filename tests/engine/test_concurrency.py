@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from bot.conversations.flows import InboundMessage, receive_customer_message
 from bot.runtime import Runtime
 from bot.seed import seed_demo
-from bot.teams.models import ButlerGroup, ChannelIdentity, Customer, Membership
+from bot.teams.models import ButlerGroup, ChannelIdentity, Customer, Membership, Staff
 from tests.live import DEMO_HASH, DEMO_PASSWORD
 
 
@@ -33,6 +33,9 @@ async def _write(rt: Runtime, user: int, attempt: int) -> None:
 async def test_hundred_customers_concurrently(rt: Runtime) -> None:
     async with rt.transaction() as session:
         await seed_demo(session, password=DEMO_PASSWORD, password_hash=DEMO_HASH)
+        # Room for everyone: 100 cases over 3 specialists per role would otherwise hit the demo
+        # capacity (30) and leave later teams a gap, depending on how the transactions interleave.
+        await session.execute(update(Staff).values(capacity=1000))
     # Each customer's first message arrives twice at once (a redelivery race) on top of 100-way concurrency.
     jobs = [_write(rt, user, attempt) for user in range(100) for attempt in range(2)]
     results = await asyncio.wait_for(asyncio.gather(*jobs, return_exceptions=True), timeout=120)
