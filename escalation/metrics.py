@@ -311,8 +311,9 @@ async def _first_response_facts(
     end: datetime,
     at: Callable[[Any], DayFacts | None],
 ) -> None:
-    frt = first_responses(sql, scope, start, end).subquery()
     if sql.pg:
+        # Materialised: otherwise each percentile re-evaluates the per-row lookup of the clock.
+        frt = first_responses(sql, scope, start, end).cte("frt").prefix_with("MATERIALIZED")
         rows = await session.execute(
             select(
                 frt.c.day,
@@ -327,9 +328,10 @@ async def _first_response_facts(
             if (f := at(day)) is not None:
                 f.frt_count, f.frt = int(count), (_num(p50), _num(p90), _num(b50), _num(b90))
         return
+    plain = first_responses(sql, scope, start, end).subquery()
     walls: dict[str, list[float]] = defaultdict(list)
     business: dict[str, list[float]] = defaultdict(list)
-    for day, _case, wall, biz in await session.execute(select(frt)):
+    for day, _case, wall, biz in await session.execute(select(plain)):
         walls[day].append(float(wall))
         if biz is not None:
             business[day].append(float(biz))

@@ -170,6 +170,17 @@ async def drill_rows(
         return await _bot_rows(session, sql, scope, drill, limit)
     ids, order = _ids(sql, scope, drill)
     sub = ids.subquery()
+    # Order, count (a window over the whole set, before LIMIT) and cut in one pass over the ids;
+    # names are then joined for the rows shown only.
+    top_query = (
+        select(sub.c.case_id, sub.c.detail, Case.opened_at, func.count().over().label("total"))
+        .join(Case, Case.id == sub.c.case_id)
+        .order_by(*_ordering(order, sub.c.case_id, sub.c.detail, Case.opened_at))
+        .limit(limit)
+    )
+    if scope.dealer_id is not None:
+        top_query = top_query.join(ButlerGroup, ButlerGroup.id == Case.group_id).where(_dealer(scope))
+    top = top_query.subquery()
     query = (
         select(
             Case.id,
@@ -186,32 +197,28 @@ async def drill_rows(
             Case.first_response_at,
             Case.resolved_at,
             Case.csat_score,
-            sub.c.detail,
+            top.c.detail,
+            top.c.total,
         )
-        .join(sub, sub.c.case_id == Case.id)
+        .join(top, top.c.case_id == Case.id)
         .join(ButlerGroup, ButlerGroup.id == Case.group_id)
         .join(Customer, Customer.id == ButlerGroup.customer_id)
         .outerjoin(Dealer, Dealer.id == ButlerGroup.dealer_id)
         .outerjoin(Staff, Staff.id == Case.assignee_id)
-        .where(_dealer(scope))
+        .order_by(*_ordering(order, top.c.case_id, top.c.detail, top.c.opened_at))
     )
-    ordering = {
-        "asc": (sub.c.detail.asc().nulls_last(), Case.id),
-        "desc": (sub.c.detail.desc().nulls_last(), Case.opened_at.desc(), Case.id.desc()),
-        "recent": (Case.opened_at.desc(), Case.id.desc()),
-    }[order]
-    total = int(
-        await session.scalar(
-            select(func.count())
-            .select_from(sub)
-            .join(Case, Case.id == sub.c.case_id)
-            .join(ButlerGroup, ButlerGroup.id == Case.group_id)
-            .where(_dealer(scope))
-        )
-        or 0
-    )
-    rows = await session.execute(query.order_by(*ordering).limit(limit))
-    return [CaseRow(*tuple(row)) for row in rows], total
+    rows = (await session.execute(query)).all()
+    total = int(rows[0][-1]) if rows else 0
+    return [CaseRow(*tuple(row)[:-1]) for row in rows], total
+
+
+def _ordering(order: str, case_id: Any, detail: Any, opened_at: Any) -> tuple[Any, ...]:
+    """asc: by detail (due times); desc: by detail, newest first; recent: newest first."""
+    if order == "asc":
+        return (detail.asc().nulls_last(), case_id)
+    if order == "desc":
+        return (detail.desc().nulls_last(), opened_at.desc(), case_id.desc())
+    return (opened_at.desc(), case_id.desc())
 
 
 def _dealer(scope: Scope) -> ColumnElement[bool]:
