@@ -140,7 +140,11 @@ def run(
     typer.echo("Press Ctrl+C to stop.\n")
     # log_config=None: uvicorn logs through the configured (redacting, text or JSON) handler.
     uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, log_level="warning", log_config=None
+        create_app(settings, freeze_gc=True),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        log_config=None,
     )
 
 
