@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from handlers.common import runtime
+from handlers.telegram.runner import transient
 
 if TYPE_CHECKING:
     from handlers.telegram.wiring import TelegramChannel
@@ -22,7 +23,7 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 @router.post(WEBHOOK_PATH)
 async def telegram_webhook(request: Request) -> Response:
-    """403 without the secret (nothing read or stored); 5xx if handling failed, so Telegram retries."""
+    """403 without the secret (nothing read or stored); 503/500 if handling failed, so Telegram retries."""
     channel: TelegramChannel | None = runtime(request).extras.get("telegram")
     if channel is None:
         return Response(status_code=404)
@@ -37,7 +38,12 @@ async def telegram_webhook(request: Request) -> Response:
     try:
         await channel.ensure_ready()
         outcome = await channel.runner.process(data)
-    except Exception:
+    except Exception as exc:
+        # 503 when the database or the Bot API is away (a restart): Telegram redelivers later and
+        # nothing was committed. Anything else is a bug, answered 500 (Telegram retries that too).
+        if transient(exc):
+            log.warning("webhook update not committed (%s); Telegram redelivers it", type(exc).__name__)
+            return JSONResponse({"ok": False}, status_code=503, headers={"Retry-After": "1"})
         log.exception("webhook update not committed; Telegram will deliver it again")
         return JSONResponse({"ok": False}, status_code=500)
     return JSONResponse({"ok": True, "outcome": outcome})

@@ -89,7 +89,7 @@ async def test_one_update_three_times_is_processed_once(butler: Butler, botapi: 
 async def test_failure_before_commit_is_redelivered_then_processed_once(
     butler: Butler, botapi: BotApiServer, staff_group: GroupClient
 ) -> None:
-    """getFile fails while a photo is handled: 500, nothing kept; the server retries; stored once."""
+    """getFile fails while a photo is handled: 503 (transient), nothing kept; retried; stored once."""
     customer = botapi.user(5103, "Qian", language_code="en")
     async with webhook_butler(butler, botapi) as live:
         await customer.send_command("/start")
@@ -107,7 +107,7 @@ async def test_failure_before_commit_is_redelivered_then_processed_once(
         async with live.rt.maker() as session:
             photos = (await session.scalars(select(Message).where(Message.author_kind == "customer"))).all()
             receipt = await session.get(TelegramUpdate, update_id)
-    assert attempts == [500, 200]
+    assert attempts == [503, 200]
     assert len(photos) == 1 and photos[0].attachments[0]["type"] == "photo"
     assert photos[0].body == "scratch on the door" and photos[0].attachments[0]["path"]
     assert receipt is not None and receipt.status == "done"
