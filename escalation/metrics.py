@@ -47,30 +47,23 @@ from datetime import date, datetime, timedelta
 from time import monotonic
 from typing import Any
 
-from sqlalchemy import and_, case, distinct, func, literal_column, or_, select
+from sqlalchemy import func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import aliased
 
-from bot.clock import as_utc
 from bot.conversations.enums import ACTIVE_STATUSES
 from bot.conversations.models import Case
-from bot.teams.enums import TEAM_ROLES
-from bot.teams.models import ButlerGroup, Customer, Dealer, Staff
+from bot.teams.models import Staff
 from escalation.metrics_base import (
     BOT_WINDOW,
     MAX_DAYS,
     METRICS,
     POSITIVE,
-    WAITING_STAFF,
     Scope,
     Sql,
-    active_case_timers,
     applied_rounds,
-    at_risk_condition,
     bot_answers,
     count_if,
     default_scope,
-    escalation_condition,
     first_responses,
     in_dealer_case,
     in_dealer_group,
@@ -80,7 +73,16 @@ from escalation.metrics_base import (
     ratio,
     safe_timezone,
 )
-from escalation.models import BREACHED, SlaEvent, SlaTimer
+from escalation.metrics_team import (
+    QueueItem,
+    StaffLoad,
+    escalation_queue,
+    team_load,
+    team_rows,
+    team_table,
+)
+from escalation.metrics_tiles import Tiles, dealer_timezone, list_dealers, tiles
+from escalation.models import SlaEvent
 
 __all__ = [
     "BOT_WINDOW",
@@ -94,91 +96,16 @@ __all__ = [
     "Series",
     "Tiles",
     "dashboard",
+    "dealer_timezone",
     "default_scope",
     "escalation_queue",
+    "list_dealers",
     "percentile",
     "safe_timezone",
     "series",
     "team_load",
     "tiles",
 ]
-
-
-# --- tiles -----------------------------------------------------------------------------------------
-
-
-@dataclass
-class Tiles:
-    """The live numbers at the top of the dashboard."""
-
-    open_cases: int = 0
-    waiting_staff: int = 0
-    at_risk: int = 0
-    breached_now: int = 0
-    bot_answers_today: int = 0
-    bot_resolved_today: int = 0
-    csat_asked_today: int = 0
-    csat_responses_today: int = 0
-    csat_positive_today: int = 0
-
-    @property
-    def csat_today(self) -> float | None:
-        """Positive / responses."""
-        return ratio(self.csat_positive_today, self.csat_responses_today)
-
-    @property
-    def response_rate_today(self) -> float | None:
-        """Responses / asked."""
-        return ratio(self.csat_responses_today, self.csat_asked_today)
-
-
-async def tiles(session: AsyncSession, *, scope: Scope) -> Tiles:
-    """Open, waiting on staff, at risk, breached now, bot-resolved today, CSAT today."""
-    sql = Sql(session, scope)
-    out = Tiles()
-    row = (
-        await session.execute(
-            select(func.count(), count_if(Case.status.in_(WAITING_STAFF))).where(
-                Case.status.in_(ACTIVE_STATUSES), in_dealer_group(scope, Case.group_id, few=True)
-            )
-        )
-    ).one()
-    out.open_cases, out.waiting_staff = int(row[0]), int(row[1])
-    # At risk and breached now in one pass over the live clocks of open cases.
-    risky, late = at_risk_condition(sql, scope), SlaTimer.state == BREACHED
-    clocks = (
-        active_case_timers(scope, or_(risky, late))
-        .add_columns(risky.label("risky"), late.label("late"))
-        .subquery()
-    )
-    row = (
-        await session.execute(
-            select(
-                func.count(distinct(case((clocks.c.risky, clocks.c.case_id)))),
-                func.count(distinct(case((clocks.c.late, clocks.c.case_id)))),
-            )
-        )
-    ).one()
-    out.at_risk, out.breached_now = int(row[0]), int(row[1])
-    today_start, _ = scope.day_range(scope.today)
-    answers = bot_answers(sql, scope, today_start, scope.now + timedelta(microseconds=1), few=True).subquery()
-    bot = (await session.execute(select(func.count(), count_if(answers.c.resolved)))).one()
-    out.bot_answers_today, out.bot_resolved_today = int(bot[0]), int(bot[1])
-    csat = (
-        await session.execute(
-            select(
-                func.count(),
-                func.count(Case.csat_score),
-                count_if(Case.csat_score >= POSITIVE),
-            ).where(
-                Case.csat_asked_at >= today_start,
-                Case.csat_asked_at <= scope.now,
-                in_dealer_group(scope, Case.group_id, few=True),
-            )
-        )
-    ).one()
-    out.csat_asked_today, out.csat_responses_today, out.csat_positive_today = map(int, csat)
-    return out
 
 
 # --- daily series: per-day facts, cached for settled days ------------------------------------------
@@ -531,175 +458,6 @@ async def _named_breaches(
     ]
 
 
-# --- escalation queue and team load ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class QueueItem:
-    """An open case with a breached or escalated clock."""
-
-    case_id: int
-    group_id: int
-    subject: str
-    customer: str
-    priority: str
-    assignee: str | None
-    metric: str
-    state: str
-    due_at: datetime | None
-    overdue_seconds: float | None
-    last_step: str | None
-    escalated_to: str | None
-
-
-async def escalation_queue(session: AsyncSession, *, scope: Scope, limit: int = 50) -> list[QueueItem]:
-    """Open cases with a breached or escalated clock, most overdue first."""
-    # The most overdue clocks first, then names for those few rows only.
-    top = (
-        select(SlaTimer.case_id, SlaTimer.metric, SlaTimer.state, SlaTimer.due_at)
-        .join(Case, Case.id == SlaTimer.case_id)
-        .where(
-            escalation_condition(),
-            Case.status.in_(ACTIVE_STATUSES),
-            in_dealer_group(scope, Case.group_id, few=True),
-        )
-        .order_by(SlaTimer.due_at.asc().nulls_last(), SlaTimer.case_id)
-        .limit(limit * 3)
-        .subquery()
-    )
-    rows = await session.execute(
-        select(
-            top.c.case_id,
-            top.c.metric,
-            top.c.state,
-            top.c.due_at,
-            Case.group_id,
-            Case.subject,
-            Case.priority,
-            Customer.display_name,
-            Staff.display_name,
-        )
-        .select_from(top)
-        .join(Case, Case.id == top.c.case_id)
-        .join(ButlerGroup, ButlerGroup.id == Case.group_id)
-        .join(Customer, Customer.id == ButlerGroup.customer_id)
-        .outerjoin(Staff, Staff.id == Case.assignee_id)
-        .order_by(top.c.due_at.asc().nulls_last(), top.c.case_id)
-    )
-    items: dict[int, dict[str, Any]] = {}
-    now = as_utc(scope.now)
-    for case_id, metric, state, due_at, group_id, subject, priority, customer, assignee in rows:
-        if case_id in items or len(items) >= limit:
-            continue
-        items[case_id] = {
-            "case_id": case_id,
-            "group_id": group_id,
-            "subject": subject,
-            "customer": customer,
-            "priority": priority,
-            "assignee": assignee,
-            "metric": metric,
-            "state": state,
-            "due_at": due_at,
-            "overdue_seconds": (now - due_at).total_seconds() if due_at else None,
-            "last_step": None,
-            "escalated_to": None,
-        }
-    if items:
-        target = aliased(Staff)
-        events = await session.execute(
-            select(SlaEvent.case_id, SlaEvent.kind, target.display_name)
-            .outerjoin(target, target.id == SlaEvent.target_staff_id)
-            .where(
-                SlaEvent.case_id.in_(list(items)),
-                SlaEvent.kind.in_(("breached", "escalated", "reassigned")),
-            )
-            .order_by(SlaEvent.at, SlaEvent.id)
-        )
-        for case_id, kind, name in events:
-            items[case_id]["last_step"], items[case_id]["escalated_to"] = kind, name
-    return [QueueItem(**item) for item in items.values()]
-
-
-@dataclass(frozen=True)
-class StaffLoad:
-    """One specialist's load."""
-
-    staff_id: int
-    name: str
-    role: str
-    open_cases: int
-    capacity: int
-    on_duty: bool
-    breaches: int
-
-    @property
-    def load(self) -> float | None:
-        """Open cases / capacity."""
-        return ratio(self.open_cases, self.capacity)
-
-
-TeamRow = tuple[int, str, str, int, bool, int]  # id, name, role, capacity, on duty, open cases
-
-
-async def _team_rows(session: AsyncSession, scope: Scope) -> list[TeamRow]:
-    open_cases = func.count(Case.id)
-    query = (
-        select(Staff.id, Staff.display_name, Staff.role, Staff.capacity, Staff.on_duty, open_cases)
-        .outerjoin(Case, and_(Case.assignee_id == Staff.id, Case.status.in_(ACTIVE_STATUSES)))
-        .where(Staff.active.is_(True), Staff.role.in_([str(r) for r in TEAM_ROLES]))
-        .group_by(Staff.id, Staff.display_name, Staff.role, Staff.capacity, Staff.on_duty)
-    )
-    if scope.dealer_id is not None:
-        query = query.where(Staff.dealer_id == scope.dealer_id)
-    return [
-        (sid, name, role, cap, duty, int(n)) for sid, name, role, cap, duty, n in await session.execute(query)
-    ]
-
-
-def _team(rows: list[TeamRow], breaches: dict[int | None, int]) -> list[StaffLoad]:
-    loads = [
-        StaffLoad(sid, name, role, n, cap, duty, breaches.get(sid, 0))
-        for sid, name, role, cap, duty, n in rows
-    ]
-    return sorted(loads, key=lambda x: (-(x.load or 0.0), -x.breaches, x.name))
-
-
-async def team_load(
-    session: AsyncSession, *, scope: Scope, breaches: dict[int | None, int] | None = None
-) -> list[StaffLoad]:
-    """Per active specialist of the dealer: open cases, capacity, on duty, breaches in the period.
-
-    `breaches` (assignee -> breaches in the period, as `series` returns them) saves a query.
-    """
-    rows = await _team_rows(session, scope)
-    if breaches is None:
-        breach_rows = await session.execute(
-            select(SlaEvent.staff_id, func.count())
-            .where(
-                SlaEvent.kind == "breached",
-                SlaEvent.at >= scope.start,
-                SlaEvent.at < scope.end,
-                in_dealer_case(scope, SlaEvent.case_id),
-            )
-            .group_by(SlaEvent.staff_id)
-        )
-        breaches = {sid: int(n) for sid, n in breach_rows}
-    return _team(rows, breaches)
-
-
-async def dealer_timezone(session: AsyncSession, *, dealer_id: int | None) -> str:
-    """The timezone a dealer's days are counted in (UTC without a dealer)."""
-    if dealer_id is None:
-        return "UTC"
-    return safe_timezone(await session.scalar(select(Dealer.timezone).where(Dealer.id == dealer_id)))
-
-
-async def list_dealers(session: AsyncSession) -> list[Dealer]:
-    """Every dealer, by name, for the filter."""
-    return list((await session.scalars(select(Dealer).order_by(Dealer.name))).all())
-
-
 @dataclass
 class Dashboard:
     """Everything the page shows."""
@@ -728,7 +486,7 @@ async def dashboard(
         now_tiles = await tiles(session, scope=scope)
         facts = await facts_for(session, scope=scope, cache=cache)
         queue = await escalation_queue(session, scope=scope)
-        team_rows = await _team_rows(session, scope)
+        staff_rows = await team_rows(session, scope)
     else:
         own = maker
 
@@ -746,8 +504,8 @@ async def dashboard(
             async with own() as s:
                 return await escalation_queue(s, scope=scope)
 
-        now_tiles, facts, queue, team_rows = await asyncio.gather(
-            tiles_part(), facts_part(), queue_part(), _team_rows(session, scope)
+        now_tiles, facts, queue, staff_rows = await asyncio.gather(
+            tiles_part(), facts_part(), queue_part(), team_rows(session, scope)
         )
     charts = await series(session, scope=scope, open_now=now_tiles.open_cases, facts=facts)
     return Dashboard(
@@ -755,5 +513,5 @@ async def dashboard(
         tiles=now_tiles,
         series=charts,
         queue=queue,
-        team=_team(team_rows, charts.breaches_by_staff),
+        team=team_table(staff_rows, charts.breaches_by_staff),
     )
