@@ -1,0 +1,317 @@
+"""Load generation for bench/load.py: open-loop rate steps through Telegram (test server) and web chat."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import time
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+from load_procs import ROOT, Sampler, loadavg, summary
+
+Key = int | str
+
+# Questions nobody's FAQ answers: they open a case (routed by category) or join the open one.
+HANDOFF_TEXTS = [
+    "我的车刹车的时候有异响，能找人帮我看看吗",
+    "上周保养后发动机故障灯亮了，我很不满意",
+    "我想和销售聊聊换一台新车的具体方案",
+    "车机系统升级以后蓝牙一直连不上，怎么办",
+    "配件到货了吗？订单号 A12345",
+    "请帮我转人工，我要投诉服务态度",
+]
+
+
+def faq_questions() -> list[str]:
+    """The zh-CN phrasings of the demo knowledge base (most are answered by the bot)."""
+    items = yaml.safe_load((ROOT / "knowledge/data/demo_kb.yaml").read_text(encoding="utf-8"))
+    return [q for item in items for q in (item.get("zh-CN") or {}).get("questions", [])]
+
+
+class Texts:
+    """Deterministic message mix: `handoff` of the texts need a person, the rest are FAQ questions."""
+
+    def __init__(self, handoff: float, seed: int = 7) -> None:
+        self.rng = random.Random(seed)
+        self.faq = faq_questions()
+        self.handoff = handoff
+
+    def next(self) -> str:
+        """The next customer text."""
+        if self.rng.random() < self.handoff:
+            return self.rng.choice(HANDOFF_TEXTS)
+        return self.rng.choice(self.faq)
+
+    def first(self) -> str:
+        """A first contact: an FAQ question."""
+        return self.rng.choice(self.faq)
+
+
+@dataclass
+class Tracker:
+    """Scheduled and completion times of every message, keyed by update_id or request key."""
+
+    sched: dict[Key, float] = field(default_factory=dict)
+    done: dict[Key, float] = field(default_factory=dict)
+    failed: dict[Key, str] = field(default_factory=dict)
+    outbound: int = 0
+
+
+class TelegramTracker(Tracker):
+    """Listens to the in-process Bot API server: updates queued, webhook acks, bot sends.
+
+    complete_on "ack": a message is done when the webhook answered 2xx (Butler commits before it
+    answers). complete_on "reply": done when the bot's reply to that chat arrives (the echo bot
+    acknowledges before handling, so only its reply means the work is done).
+    """
+
+    def __init__(self, complete_on: str) -> None:
+        super().__init__()
+        self.complete_on = complete_on
+        self.pending_sched = 0.0
+        self.last_uid: int | None = None
+        self.fifo: dict[int, deque[int]] = defaultdict(deque)
+
+    def __call__(self, event: str, bot: Any, payload: Any) -> None:
+        """World listener."""
+        if event == "update":
+            uid = payload.get("update_id")
+            self.sched[uid] = self.pending_sched
+            self.last_uid = uid
+            if self.complete_on == "reply":
+                chat = ((payload.get("message") or {}).get("chat") or {}).get("id")
+                self.fifo[chat].append(uid)
+        elif event == "delivered" and self.complete_on == "ack":
+            via, updates = payload
+            if via == "webhook":
+                now = time.monotonic()
+                for u in updates:
+                    self.done.setdefault(u.get("update_id"), now)
+        elif event == "sent":
+            self.outbound += 1
+            if self.complete_on == "reply":
+                waiting = self.fifo.get(payload.chat_id)
+                if waiting:
+                    self.done[waiting.popleft()] = time.monotonic()
+
+
+class TelegramLoad:
+    """Customers writing to the bot in private chats through the Bot API test server."""
+
+    def __init__(self, server: Any, tracker: TelegramTracker, *, customers: int, base_id: int, texts: Texts):
+        self.server = server
+        self.tracker = tracker
+        self.texts = texts
+        self.clients = [
+            server.user(base_id + i, f"Load {i}", language_code="zh-hans") for i in range(customers)
+        ]
+        self.cycle = itertools.cycle(self.clients)
+
+    async def fire(self, sched: float, first: bool = False, client: Any = None) -> Key:
+        """Inject one message now (it is queued for webhook delivery at once)."""
+        self.tracker.pending_sched = sched
+        client = client or next(self.cycle)
+        await client.send_text(self.texts.first() if first else self.texts.next())
+        assert self.tracker.last_uid is not None
+        return self.tracker.last_uid
+
+
+class WebchatLoad:
+    """Customers posting to the web chat API over HTTP (one session each, created up front)."""
+
+    def __init__(self, base_url: str, tracker: Tracker, *, customers: int, texts: Texts, pool: int = 256):
+        self.base = base_url
+        self.tracker = tracker
+        self.customers = customers
+        self.texts = texts
+        self.sessions: list[str] = []
+        self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=pool))
+        self.seq = itertools.count()
+        self.cycle: Any = None
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def setup(self) -> None:
+        """Create the customers' sessions (not timed)."""
+        sem = asyncio.Semaphore(32)
+
+        async def one(i: int) -> str:
+            async with sem:
+                body = {"display_name": f"Web {i}", "locale": "zh-CN"}
+                async with self.http.post(f"{self.base}/api/v1/webchat/sessions", json=body) as resp:
+                    assert resp.status == 201, await resp.text()
+                    return str((await resp.json())["session_id"])
+
+        self.sessions = list(await asyncio.gather(*(one(i) for i in range(self.customers))))
+        self.cycle = itertools.cycle(self.sessions)
+
+    async def fire(self, sched: float, first: bool = False, client: Any = None) -> Key:
+        """Start one POST; it completes in the background."""
+        key = f"w{next(self.seq)}"
+        self.tracker.sched[key] = sched
+        session = client or next(self.cycle)
+        text = self.texts.first() if first else self.texts.next()
+        task = asyncio.create_task(self._post(key, session, text))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return key
+
+    async def _post(self, key: str, session: str, text: str) -> None:
+        body = {"text": text, "client_message_id": key}
+        try:
+            async with self.http.post(
+                f"{self.base}/api/v1/webchat/messages", json=body, headers={"X-Webchat-Session": session}
+            ) as resp:
+                await resp.read()
+                if resp.status == 201:
+                    self.tracker.done[key] = time.monotonic()
+                else:
+                    self.tracker.failed[key] = str(resp.status)
+        except (aiohttp.ClientError, OSError) as exc:
+            self.tracker.failed[key] = type(exc).__name__
+
+    async def close(self) -> None:
+        """Cancel what is still running and close the connection pool."""
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.http.close()
+
+
+Fire = Callable[..., Awaitable[Key]]
+
+
+async def open_loop(fire: Fire, *, rate: float, count: int, clients: list[Any] | None = None) -> list[Key]:
+    """Fire `count` messages at `rate`/s on a fixed schedule (late ones are fired at once, not skipped)."""
+    keys: list[Key] = []
+    start = time.monotonic()
+    for i in range(count):
+        sched = start + i / rate
+        delay = sched - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if clients is None:
+            keys.append(await fire(sched))
+        else:
+            keys.append(await fire(sched, first=True, client=clients[i]))
+    return keys
+
+
+async def drain(tracker: Tracker, keys: list[Key], grace: float) -> None:
+    """Wait until every key completed or failed, or `grace` seconds passed."""
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if all(k in tracker.done or k in tracker.failed for k in keys):
+            return
+        await asyncio.sleep(0.05)
+
+
+def measure(tracker: Tracker, keys: list[Key], *, rate: float, target: float) -> dict[str, Any]:
+    """Throughput and latency of one step."""
+    lat = [tracker.done[k] - tracker.sched[k] for k in keys if k in tracker.done]
+    missing = len(keys) - len(lat)
+    padded = lat + [float("inf")] * missing
+    first = min(tracker.sched[k] for k in keys)
+    last = max((tracker.done[k] for k in keys if k in tracker.done), default=first)
+    achieved = len(lat) / max(last - first, 1e-6)
+    p99 = summary(padded, 99)
+    return {
+        "offered": rate,
+        "messages": len(keys),
+        "completed": len(lat),
+        "failed": sum(1 for k in keys if k in tracker.failed),
+        "achieved": round(achieved, 1),
+        "p50": summary(padded, 50),
+        "p99": p99,
+        "max": max(padded) if padded else float("inf"),
+        "ok": missing == 0 and p99 <= target,
+    }
+
+
+async def step(
+    fire: Fire,
+    tracker: Tracker,
+    pids: dict[str, int],
+    *,
+    rate: float,
+    seconds: float,
+    target: float,
+    grace: float,
+    clients: list[Any] | None = None,
+) -> dict[str, Any]:
+    """One open-loop step with CPU / RSS sampling; returns its measurements."""
+    sampler = Sampler(pids)
+    sampler.start()
+    count = len(clients) if clients is not None else max(1, int(rate * seconds))
+    keys = await open_loop(fire, rate=rate, count=count, clients=clients)
+    await drain(tracker, keys, grace)
+    result = measure(tracker, keys, rate=rate, target=target)
+    result["procs"] = sampler.stop()
+    result["load"] = loadavg()
+    return result
+
+
+async def ramp(
+    fire: Fire,
+    tracker: Tracker,
+    pids: dict[str, int],
+    *,
+    rates: list[float],
+    seconds: float,
+    target: float,
+    grace: float,
+    refine: bool,
+    log: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    """Step the offered rate up until a step fails; then (refine) try once halfway back."""
+    results: list[dict[str, Any]] = []
+    best = 0.0
+    for rate in rates:
+        res = await step(fire, tracker, pids, rate=rate, seconds=seconds, target=target, grace=grace)
+        results.append(res)
+        log(line(res))
+        if not res["ok"]:
+            if refine and best > 0 and rate - best > 0.15 * best:
+                await asyncio.sleep(2)
+                mid = round((best + rate) / 2)
+                res = await step(fire, tracker, pids, rate=mid, seconds=seconds, target=target, grace=grace)
+                results.append(res)
+                log(line(res))
+            break
+        best = rate
+        await asyncio.sleep(1)
+    return results
+
+
+def line(res: dict[str, Any]) -> str:
+    """One step as a log line."""
+    procs = " ".join(f"{k}={v['cpu_pct']:.0f}%/{v['rss_mb']:.0f}MB" for k, v in res["procs"].items())
+    p50 = "inf" if res["p50"] == float("inf") else f"{res['p50'] * 1000:.0f}"
+    p99 = "inf" if res["p99"] == float("inf") else f"{res['p99'] * 1000:.0f}"
+    return (
+        f"  offered {res['offered']:>5.0f}/s achieved {res['achieved']:>6.1f}/s "
+        f"p50 {p50:>5} ms p99 {p99:>5} ms done {res['completed']}/{res['messages']} "
+        f"fail {res['failed']} {'OK ' if res['ok'] else 'MISS'} load {res['load']:.1f} | {procs}"
+    )
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Results as JSON (inf as a string)."""
+    import json
+
+    def clean(o: Any) -> Any:
+        if isinstance(o, float) and o == float("inf"):
+            return "inf"
+        if isinstance(o, dict):
+            return {k: clean(v) for k, v in o.items()}
+        if isinstance(o, list):
+            return [clean(v) for v in o]
+        return o
+
+    path.write_text(json.dumps(clean(data), indent=1, default=str))
