@@ -103,8 +103,9 @@ class UpdateRunner:
     async def process(self, data: Any) -> str:
         """Handle one update; returns processed | duplicate | ignored | refused | failed, or raises."""
         update_id = data.get("update_id") if isinstance(data, dict) else None
-        if not isinstance(update_id, int):
-            log.warning("ignoring an update without an integer update_id: %.200r", data)
+        # Telegram's ids are positive and fit a BIGINT; anything else cannot be claimed (or retried).
+        if not isinstance(update_id, int) or isinstance(update_id, bool) or not 0 <= update_id < 2**63:
+            log.warning("ignoring an update without a valid update_id: %.200r", data)
             return "ignored"
         kind = next((k for k in data if k != "update_id"), "unknown")
         try:
