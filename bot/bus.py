@@ -100,7 +100,8 @@ class RedisBus:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+            # A short cap: live screens come back within ~3 s of Redis (a refused connect is cheap).
+            delay = min(delay * 2, 3.0)
 
     async def close(self) -> None:
         """Close the connection pool."""
