@@ -31,13 +31,27 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
     n, rate = args.messages, args.rate
     inject = n / rate
     made = {
-        "kill": Scenario("kill", n, rate, kill_every=5.0, workers=args.workers),
-        "redis": Scenario(
-            "redis", n, rate, redis_down=(min(5.0, inject / 4), args.redis_seconds), workers=args.workers
+        "kill": Scenario(
+            "kill", n, rate, kill_every=args.kill_every, workers=args.workers, drain_timeout=900
         ),
-        "pg": Scenario("pg", n, rate, pg_down=(min(5.0, inject / 4), args.pg_seconds), workers=args.workers),
+        "redis": Scenario(
+            "redis",
+            n,
+            rate,
+            redis_down=(min(5.0, inject / 4), args.redis_seconds),
+            workers=args.workers,
+            drain_timeout=900,
+        ),
+        "pg": Scenario(
+            "pg",
+            n,
+            rate,
+            pg_down=(min(5.0, inject / 4), args.pg_seconds),
+            workers=args.workers,
+            drain_timeout=900,
+        ),
     }
-    return [made[name] for name in args.which]
+    return [made[name] for name in args.which or ["kill", "redis", "pg"]]
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -72,12 +86,13 @@ async def main(args: argparse.Namespace) -> int:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags."""
     parser = argparse.ArgumentParser(prog="bench/failure.py", description=__doc__)
-    parser.add_argument("which", nargs="*", default=["kill", "redis", "pg"], choices=["kill", "redis", "pg"])
+    parser.add_argument("which", nargs="*", help="kill, redis and/or pg (default: all three)")
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--rate", type=float, default=100.0, help="injected messages per second")
     parser.add_argument("--workers", type=int, default=2, help="`butler worker` processes")
     parser.add_argument("--redis-seconds", type=float, default=30.0)
     parser.add_argument("--pg-seconds", type=float, default=10.0)
+    parser.add_argument("--kill-every", type=float, default=5.0, help="seconds between SIGKILLs")
     parser.add_argument("--keep", help="put data and process logs under this directory and keep them")
     return parser.parse_args(argv)
 
