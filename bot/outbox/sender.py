@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
+import time
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Protocol
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -19,6 +19,8 @@ from bot.outbox import service as outbox_service
 from bot.outbox.models import OutboxRow
 
 log = logging.getLogger(__name__)
+LEASE_SECONDS = 60  # a row claimed by a sender that died goes back to the queue after this
+RELEASE_EVERY = 5.0  # seconds between looks for such rows while the pipeline runs
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,12 @@ def backoff_seconds(attempt: int) -> float:
 
 
 class OutboxSender:
-    """Claims due rows and hands them to the deliverer of their channel."""
+    """Claims due rows and hands them to the deliverer of their channel.
+
+    `run` is a pipeline: up to `batch` rows are in flight at once (never two of one lane), and a
+    lane's next row is claimed as soon as its previous one is recorded, so the deliverers always
+    have work queued. `run_pass` is one claim-deliver-record round (tests, one-off drains).
+    """
 
     def __init__(
         self,
@@ -71,6 +78,8 @@ class OutboxSender:
         self._batch = batch
         self._idle = idle_seconds
         self._wake = asyncio.Event()
+        self._next_due: datetime | None = None  # earliest retry this process scheduled
+        self._released_at = 0.0
 
     def wake(self) -> None:
         """Run a pass now (a new row was committed)."""
@@ -78,27 +87,36 @@ class OutboxSender:
 
     async def run_pass(self) -> int:
         """Deliver what is due now; returns the number of rows attempted."""
-        now = self._clock.now()
-        async with self._maker() as session, session.begin():
-            await outbox_service.release_expired_leases(session, now=now)
-            rows = await outbox_service.claim_due(
-                session,
-                now=now,
-                limit=self._batch,
-                lease=timedelta(seconds=60),
-                channels=list(self._deliverers),
-            )
+        rows = await self._claim(self._batch, release=True)
         if not rows:
             return 0
         results = await asyncio.gather(*(self._deliver(row) for row in rows))
-        async with self._maker() as session, session.begin():
-            # One query loads the pass's rows, so _record's gets hit the identity map (50 round
-            # trips took ~0.5 s on a busy SQLite: a pause in which nothing was sent).
-            loaded = await session.scalars(select(OutboxRow).where(OutboxRow.id.in_([r.id for r in rows])))
-            held = loaded.all()  # noqa: F841 - keeps the rows in the (weak) identity map
-            for row, result in zip(rows, results, strict=True):
-                await self._record(session, row, result)
+        await self._record_all(list(zip(rows, results, strict=True)))
         return len(rows)
+
+    async def _claim(self, limit: int, *, release: bool) -> list[OutboxRow]:
+        """Lease up to `limit` due rows (returning expired leases to the queue first if asked)."""
+        now = self._clock.now()
+        async with self._maker() as session, session.begin():
+            if release:
+                await outbox_service.release_expired_leases(session, now=now)
+            return await outbox_service.claim_due(
+                session,
+                now=now,
+                limit=limit,
+                lease=timedelta(seconds=LEASE_SECONDS),
+                channels=list(self._deliverers),
+            )
+
+    async def _record_all(self, done: list[tuple[OutboxRow, DeliveryResult]]) -> None:
+        """Store the outcomes of finished deliveries in one transaction."""
+        async with self._maker() as session, session.begin():
+            # One query loads the rows, so _record's gets hit the identity map (50 round trips
+            # took ~0.5 s on a busy SQLite: a pause in which nothing was sent).
+            loaded = await session.scalars(select(OutboxRow).where(OutboxRow.id.in_([r.id for r, _ in done])))
+            held = loaded.all()  # noqa: F841 - keeps the rows in the (weak) identity map
+            for row, result in done:
+                await self._record(session, row, result)
 
     async def _deliver(self, row: OutboxRow) -> DeliveryResult:
         try:
@@ -121,6 +139,7 @@ class OutboxSender:
             # Rate limited: not a failed attempt, just wait what the platform asked.
             stored.status = outbox_service.PENDING
             stored.next_attempt_at = now + timedelta(seconds=result.retry_after)
+            self._due(stored.next_attempt_at)
             return
         stored.attempts += 1
         if result.permanent or stored.attempts >= self._max_attempts:
@@ -129,17 +148,61 @@ class OutboxSender:
             return
         stored.status = outbox_service.PENDING
         stored.next_attempt_at = now + timedelta(seconds=backoff_seconds(stored.attempts))
+        self._due(stored.next_attempt_at)
+
+    def _due(self, at: datetime) -> None:
+        """Remember the earliest retry, so the pipeline wakes for it instead of polling."""
+        if self._next_due is None or at < self._next_due:
+            self._next_due = at
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Loop until stop is set, sleeping until woken or idle time passes."""
-        while not stop.is_set():
+        """Keep up to `batch` rows in flight until stop is set; refill as each one finishes."""
+        flying: dict[asyncio.Task[DeliveryResult], OutboxRow] = {}
+        done: list[tuple[OutboxRow, DeliveryResult]] = []
+        while not stop.is_set() or flying or done:
             try:
-                worked = await self.run_pass()
+                if done:
+                    await self._record_all(done)
+                    done = []
+                if not stop.is_set() and len(flying) < self._batch:
+                    # Expired leases are looked for every few seconds, not on every refill.
+                    release = time.monotonic() - self._released_at > RELEASE_EVERY
+                    if release:
+                        self._released_at = time.monotonic()
+                    self._wake.clear()
+                    for row in await self._claim(self._batch - len(flying), release=release):
+                        flying[asyncio.create_task(self._deliver(row))] = row
             except Exception:
-                log.exception("outbox pass failed; retrying shortly")
-                worked = 0
-            if worked:
+                log.exception("outbox sender round failed; retrying shortly")
+                if stop.is_set() and not flying:
+                    return  # unrecorded rows keep their lease and are sent again once it expires
+                await asyncio.sleep(min(self._idle, 1.0))
                 continue
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._idle)
+            finished = await self._wait(flying, stop)
+            for task in [t for t in flying if t in finished]:
+                done.append((flying.pop(task), task.result()))
+
+    async def _wait(
+        self, flying: dict[asyncio.Task[DeliveryResult], OutboxRow], stop: asyncio.Event
+    ) -> set[asyncio.Future[Any]]:
+        """Until a delivery finishes, a row is announced, a scheduled retry is due or idle time passes."""
+        timeout = self._idle
+        if self._next_due is not None:
+            ahead = (self._next_due - self._clock.now()).total_seconds()
+            if ahead <= 0:
+                self._next_due = None
+            timeout = max(0.0, min(timeout, ahead))
+        helpers: list[asyncio.Future[Any]] = []
+        if not stop.is_set():
+            helpers.append(asyncio.ensure_future(stop.wait()))
+            if len(flying) < self._batch:  # a wake-up only matters when there is room to claim
+                helpers.append(asyncio.ensure_future(self._wake.wait()))
+        waited: list[asyncio.Future[Any]] = [*flying, *helpers]
+        if not waited:  # stopping, nothing in flight
+            return set()
+        try:
+            finished, _ = await asyncio.wait(waited, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for helper in helpers:
+                helper.cancel()
+        return {task for task in finished if task in flying}

@@ -55,24 +55,44 @@ class Limiter(Protocol):
 
 
 async def admit(
-    check: Callable[[], Any], *, max_wait: float, patience: float, sleep: Callable[[float], Any]
+    check: Callable[[], Any],
+    *,
+    max_wait: float,
+    patience: float,
+    sleep: Callable[[float], Any],
+    queue: asyncio.Lock,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Reservation:
     """Try `check` until admitted; hand back when a hand_back rule or max_wait says it is too long.
 
-    `check` admits now (returns (0, 0)) or returns (wait, wait imposed by hand_back rules).
+    `check` admits now (returns (0, 0)) or returns (wait, wait imposed by hand_back rules). A send
+    first waits out its own chat and group windows on its own; once only the bot-wide windows hold
+    it, it joins `queue` and sends go first come, first served. Without the queue every waiter
+    polled the window and a random one won each slot: some chats fell seconds behind the others
+    and their backlog trailed at the end of a busy spell.
     """
-    waited = 0.0
-    while True:
-        wait, strict_wait = await check()
-        if wait <= 0:
-            return Reservation(True, waited)
-        # Patience is judged on arrival: time spent queueing for the bot-wide window does not count.
-        if (waited == 0 and strict_wait > patience) or waited + wait > max_wait:
+    start = clock()
+    wait, strict = await check()
+    if wait <= 0:
+        return Reservation(True, 0.0)
+    # Patience is judged on arrival: time spent queueing for the bot-wide window does not count.
+    if strict > patience:
+        return Reservation(False, wait)
+    while strict > 0:
+        if clock() - start + strict > max_wait:
             return Reservation(False, wait)
-        # A little jitter so waiters woken by the same window do not all retry at once.
-        pause = wait + random.uniform(0.0, 0.003)
-        await sleep(pause)
-        waited += pause
+        await sleep(strict + random.uniform(0.0, 0.003))
+        wait, strict = await check()
+        if wait <= 0:
+            return Reservation(True, clock() - start)
+    async with queue:
+        while True:
+            wait, strict = await check()
+            if wait <= 0:
+                return Reservation(True, clock() - start)
+            if strict > 0 or clock() - start + wait > max_wait:
+                return Reservation(False, wait)
+            await sleep(wait + random.uniform(0.0, 0.001))
 
 
 class LocalLimiter:
@@ -86,6 +106,7 @@ class LocalLimiter:
         self._logs: dict[str, deque[float]] = {}
         self._until: dict[str, float] = {}
         self._calls = 0
+        self._queue = asyncio.Lock()
 
     def try_now(self, rules: list[Rule]) -> tuple[float, float]:
         """Admit now ((0, 0), recorded) or say how long until every rule (and every strict one) allows it."""
@@ -118,7 +139,14 @@ class LocalLimiter:
         async def check() -> tuple[float, float]:
             return self.try_now(rules)
 
-        return await admit(check, max_wait=max_wait, patience=patience, sleep=self._sleep)
+        return await admit(
+            check,
+            max_wait=max_wait,
+            patience=patience,
+            sleep=self._sleep,
+            queue=self._queue,
+            clock=self._clock,
+        )
 
     async def penalize(self, key: str, seconds: float) -> None:
         """Send nothing under `key` for `seconds` (a 429's retry_after)."""
@@ -189,6 +217,7 @@ class RedisLimiter:
         self._penalize = self._redis.register_script(_PENALIZE)
         self._fallback = LocalLimiter()
         self._warned = False
+        self._queue = asyncio.Lock()
 
     async def reserve(self, rules: list[Rule], *, max_wait: float, patience: float) -> Reservation:
         """Wait until the shared windows admit a send, or hand it back; see LocalLimiter.reserve."""
@@ -198,7 +227,11 @@ class RedisLimiter:
             args += [rule.limit, int(rule.period * 1000), "1" if rule.hand_back else "0"]
         try:
             return await admit(
-                lambda: self._check(keys, args), max_wait=max_wait, patience=patience, sleep=asyncio.sleep
+                lambda: self._check(keys, args),
+                max_wait=max_wait,
+                patience=patience,
+                sleep=asyncio.sleep,
+                queue=self._queue,
             )
         except Exception as exc:  # Redis down: keep sending under local limits
             self._warn(exc)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from bot import metrics
 from bot.factory import build_runtime, close_runtime
 from bot.outbox import service as outbox_service
 from bot.outbox.models import OutboxRow
@@ -134,6 +135,7 @@ async def test_429_is_honoured_and_order_kept(live_rt: Runtime) -> None:
         deliverer = TelegramDeliverer(live_rt, ptb_bot(server), LocalLimiter())
         sender = OutboxSender(live_rt.maker, live_rt.clock, {"telegram": deliverer}, idle_seconds=0.05)
         texts = [f"m{i}" for i in range(4)]
+        counted = metrics.TELEGRAM_429._value.get()
         await queue_texts(live_rt, 6101, texts)
         rows = await drain(sender, live_rt)
         await deliverer.close()
@@ -142,6 +144,37 @@ async def test_429_is_honoured_and_order_kept(live_rt: Runtime) -> None:
     assert sent == texts and {r.status for r in rows} == {"sent"}
     assert stats["issued"] >= 1 and stats["not_honoured"] == 0 and stats["early_retries"] == 0
     assert all(r.attempts == 0 for r in rows), "rate limits are waits, not failed attempts"
+    assert metrics.TELEGRAM_429._value.get() - counted == stats["issued"], "every 429 is counted once"
+
+
+async def test_pipelined_sender_keeps_lane_order_and_refills(live_rt: Runtime) -> None:
+    """`run` keeps rows in flight across lanes, one per lane, and drains everything in order."""
+    limits = RateLimitConfig(private_per_second=20.0)  # above the deliverer's 10/s: no 429 expected
+    async with BotApiServer(rate_limits=True, limits=limits) as server:
+        chats = [6111, 6112, 6113]
+        for chat in chats:
+            server.user(chat, f"U{chat}", started=True)
+        deliverer = TelegramDeliverer(live_rt, ptb_bot(server), LocalLimiter())
+        sender = OutboxSender(
+            live_rt.maker, live_rt.clock, {"telegram": deliverer}, batch=2, idle_seconds=0.05
+        )
+        for chat in chats:
+            await queue_texts(live_rt, chat, [f"{chat}-{i}" for i in range(3)])
+        stop = asyncio.Event()
+        task = asyncio.create_task(sender.run(stop))
+        try:
+            await server.wait_until(lambda: sum(len(server.sent(c)) for c in chats) == 9, timeout=15)
+        finally:
+            stop.set()
+            await task
+            await deliverer.close()
+        sent = {chat: [s.text for s in server.sent(chat)] for chat in chats}
+        stats = server.rate_limit_stats
+        async with live_rt.maker() as session:
+            statuses = set((await session.scalars(select(OutboxRow.status))).all())
+    assert sent == {chat: [f"{chat}-{i}" for i in range(3)] for chat in chats}
+    assert statuses == {"sent"}, "stopping waits for the rows in flight and records them"
+    assert stats["issued"] == 0 and stats["early_retries"] == 0
 
 
 async def test_5xx_and_timeouts_retry_with_backoff(live_rt: Runtime) -> None:
