@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -366,24 +366,61 @@ async def edit_from_chat(
     assert customer is not None
     for ref in await tg_service.refs_of(session, message_id=message.id):
         target = int(ref.chat_id)
-        if target == chat_id:
-            continue
-        in_topic = target == staff_chat
-        rendered = (
-            bridge.topic_text(message, customer, rt.settings.default_locale)
-            if in_topic
-            else bridge.customer_text(message, customer.locale)
-        )
-        bridge.edit(
-            session,
-            rt,
-            chat_id=target,
-            external_id=int(ref.external_id),
-            text=rendered,
-            group_id=group.id if in_topic else None,
-            caption=_captioned(message, rendered),
-        )
+        if target != chat_id:
+            _queue_copy_edit(session, rt, message=message, customer=customer, group=group, ref=ref)
     return message
+
+
+def _queue_copy_edit(
+    session: AsyncSession, rt: Runtime, *, message: Message, customer: Customer, group: ButlerGroup, ref: Any
+) -> None:
+    """Queue the edit that brings one Telegram copy of a message up to date."""
+    target = int(ref.chat_id)
+    in_topic = target == rt.settings.telegram_staff_chat_id
+    rendered = (
+        bridge.topic_text(message, customer, rt.settings.default_locale)
+        if in_topic
+        else bridge.customer_text(message, customer.locale)
+    )
+    bridge.edit(
+        session,
+        rt,
+        chat_id=target,
+        external_id=int(ref.external_id),
+        text=rendered,
+        group_id=group.id if in_topic else None,
+        caption=_captioned(message, rendered),
+    )
+
+
+async def copy_sent(
+    session: AsyncSession,
+    rt: Runtime,
+    *,
+    message_id: int,
+    chat_id: int,
+    external_id: int,
+    queued_at: datetime,
+) -> None:
+    """Record a copy we sent; if the message was edited after the copy was queued, edit the copy too.
+
+    An edit that comes in while a copy is still queued or on its way cannot find the copy's id
+    (it is known only once Telegram answered), so the copy is brought up to date here instead.
+    """
+    await tg_service.record_ref(session, message_id=message_id, chat_id=chat_id, external_id=external_id)
+    message = await session.get(Message, message_id)
+    edited = message.meta.get("edited_at") if message is not None else None
+    if message is None or not edited or message.internal:
+        return
+    if datetime.fromisoformat(edited) < queued_at.replace(tzinfo=queued_at.tzinfo or UTC):
+        return
+    group = await session.get(ButlerGroup, message.group_id)
+    customer = await session.get(Customer, group.customer_id) if group is not None else None
+    if group is None or customer is None:
+        return
+    for ref in await tg_service.refs_of(session, message_id=message.id):
+        if int(ref.chat_id) == chat_id and int(ref.external_id) == external_id:
+            _queue_copy_edit(session, rt, message=message, customer=customer, group=group, ref=ref)
 
 
 def _captioned(message: Message, text: str) -> bool:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 import warnings
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,8 @@ BURST_PARTS = 10
 ACTIVE_TTL = 10.0  # seconds a chat's "customer still reachable" answer is reused
 CHAT_SLACK = 1.2  # 1 msg/s per chat plus head room for arrival jitter
 GROUP_PERIOD = 61.0
+LATE_REF_WAIT = 0.3  # a reply whose target's id is still being recorded waits this long ...
+LATE_REF_PATIENCE = 5.0  # ... while the row is younger than this; then it goes without the quote
 
 
 def retry_seconds(exc: RetryAfter) -> float:
@@ -143,8 +145,13 @@ class TelegramDeliverer:
             sent = await self._call(payload, prepared)
             if row.message_id is not None:
                 async with self.rt.transaction() as session:
-                    await tg_service.record_ref(
-                        session, message_id=row.message_id, chat_id=chat_id, external_id=sent.message_id
+                    await tg_flows.copy_sent(
+                        session,
+                        self.rt,
+                        message_id=row.message_id,
+                        chat_id=chat_id,
+                        external_id=sent.message_id,
+                        queued_at=row.created_at,
                     )
             return DeliveryResult(ok=True, external_id=str(sent.message_id))
         except RetryAfter as exc:
@@ -198,6 +205,11 @@ class TelegramDeliverer:
                     found = await conv_service.message_by_ref(
                         session, channel="telegram", chat_id=str(late[0]), external_id=str(late[1])
                     )
+                    if found is None and self._young(row):
+                        # The quoted copy was sent a moment ago and its id is being recorded.
+                        return DeliveryResult(
+                            ok=False, retry_after=LATE_REF_WAIT, error="reply target unknown yet"
+                        )
                     replied = found.id if found is not None and found.group_id == message.group_id else None
                 if isinstance(replied, int):
                     reply_to = await tg_service.ref_in_chat(session, message_id=replied, chat_id=chat_id)
@@ -212,6 +224,11 @@ class TelegramDeliverer:
         if markup is not None:
             common["reply_markup"] = markup
         return common
+
+    def _young(self, row: OutboxRow) -> bool:
+        """Queued less than LATE_REF_PATIENCE seconds ago."""
+        created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+        return (self.rt.clock.now() - created).total_seconds() < LATE_REF_PATIENCE
 
     async def _reachable(self, chat_id: int) -> bool:
         """False once the customer behind a private chat blocked the bot (cached for a few seconds)."""
