@@ -232,7 +232,7 @@ async def pressed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         customer = await tg_flows.set_language(unit.session, unit.rt, user=user, locale=rest)
         _say(unit, user.chat_id, ct("language.set", customer.locale), keyboards.menu(customer.locale))
     else:
-        log.info("unknown callback data %.64r from %s", query.data, user.id)
+        log.info("unknown callback data (%s characters) ignored", len(query.data or ""))
     unit.after_commit.append(lambda: query.answer(note))
 
 

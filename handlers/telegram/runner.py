@@ -17,7 +17,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError, StatementError
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Update
 from telegram.error import BadRequest, Conflict, Forbidden, InvalidToken, TelegramError
@@ -85,6 +85,19 @@ def malformed(data: dict[str, Any], kind: str) -> str | None:
     return None
 
 
+def shape(data: Any) -> str:
+    """What an update looks like, for logs: its type and top-level field names, never its values."""
+    if isinstance(data, dict):
+        return f"object with fields {', '.join(sorted(str(k) for k in data)[:8])}"
+    return type(data).__name__
+
+
+def hide_content(exc: BaseException) -> None:
+    """Keep SQL parameters (message texts, names, phones) out of a logged database error."""
+    if isinstance(exc, StatementError):
+        exc.hide_parameters = True
+
+
 def transient(exc: BaseException) -> bool:
     """Worth retrying: network, Telegram 5xx/timeouts, the database. Bugs and 4xx fail the same way again."""
     if isinstance(exc, (BadRequest, Forbidden, InvalidToken)):
@@ -105,14 +118,14 @@ class UpdateRunner:
         update_id = data.get("update_id") if isinstance(data, dict) else None
         # Telegram's ids are positive and fit a BIGINT; anything else cannot be claimed (or retried).
         if not isinstance(update_id, int) or isinstance(update_id, bool) or not 0 <= update_id < 2**63:
-            log.warning("ignoring an update without a valid update_id: %.200r", data)
+            log.warning("ignoring an update without a valid update_id (%s)", shape(data))
             return "ignored"
         kind = next((k for k in data if k != "update_id"), "unknown")
         try:
             problem = malformed(data, kind)
             update = Update.de_json(data, self.app.bot)
         except Exception as exc:  # wrong types PTB cannot read
-            problem = str(exc)
+            problem = f"unreadable: {type(exc).__name__}"  # its message may quote the content
         if problem:  # retrying will not help: record it as seen and move on
             log.warning("ignoring malformed update %s (%s): %s", update_id, kind, problem)
             await self._claim_only(update_id, kind)
@@ -160,7 +173,10 @@ class UpdateRunner:
 
     async def _failed(self, update_id: int, kind: str, exc: Exception, *, final: bool) -> bool:
         """Count the failure; True once the update is given up (at once when retrying cannot help)."""
-        log.error("update %s (%s) failed before commit: %r", update_id, kind, exc, exc_info=exc)
+        hide_content(exc)
+        log.error(
+            "update %s (%s) failed before commit: %s", update_id, kind, type(exc).__name__, exc_info=exc
+        )
         async with self.rt.transaction() as session:
             return await tg_service.note_failure(
                 session,
@@ -173,7 +189,7 @@ class UpdateRunner:
 
     async def _refuse(self, update: Update, update_id: int, kind: str, exc: DomainError) -> None:
         """Nothing of the update is kept but its receipt; the sender hears why, politely."""
-        log.info("update %s refused: %s %s", update_id, exc.code, exc.message)
+        log.info("update %s (%s) refused: %s", update_id, kind, exc.code)
         message = update.effective_message
         chat = update.effective_chat
         async with self.rt.transaction() as session:

@@ -19,6 +19,8 @@ from tests.live import LiveServer
 from tests.telegram.conftest import STAFF_CHAT, link_staff, open_case_of, staff_username
 
 Butler = Callable[..., AbstractAsyncContextManager[LiveServer]]
+PRIVATE = "My card PIN is 4417, please call Li Wei"
+PHONE = {"phone_number": "+8613800138000", "first_name": "Li"}
 
 
 def private_message(user_id: int, message_id: int, **content: object) -> dict[str, object]:
@@ -42,8 +44,11 @@ async def test_bad_updates_are_logged_answered_and_survived(
     caplog.set_level(logging.INFO, logger="handlers.telegram")
     async with butler() as live:
         botapi.push_raw_update({"future_update_kind": {"x": 1}})
-        botapi.push_raw_update({"message": {"message_id": 1, "date": 0}})  # no chat, no sender
-        botapi.push_raw_update({"update_id": "nope", "message": {}})
+        # No chat, no sender; and no usable update_id: logged by id and kind, never by content.
+        botapi.push_raw_update({"message": {"message_id": 1, "date": 0, "text": PRIVATE}})
+        botapi.push_raw_update(
+            {"update_id": "nope", "message": {"text": PRIVATE, "contact": PHONE, "chat": {"title": "Wei"}}}
+        )
         botapi.push_raw_update(private_message(user.id, 2, text="x" * 20_000))
         botapi.push_raw_update(
             private_message(
@@ -90,6 +95,8 @@ async def test_bad_updates_are_logged_answered_and_survived(
     logged = caplog.text
     assert "ignoring malformed update" in logged and "had no handler" in logged
     assert "without a valid update_id" in logged
+    for personal in (PRIVATE, PHONE["phone_number"], "Wei", "zz:%%%", "x" * 100):
+        assert personal not in logged, "logs carry update ids and kinds, not what people wrote"
 
 
 async def test_blocked_customer_channel_off_team_told_no_retry_storm(
