@@ -124,7 +124,11 @@ async def test_manager_dashboard_charts_drill_down_and_csv(
     assert all(v not in ("0", "–") for v in tiles.values()), tiles
     assert await page.locator("#queue tbody tr").count() > 0
     assert await page.locator("#team tbody tr").count() > 0
-    await page.locator("#dash-help summary").click()
+    # Definitions: a tooltip on each tile and chart, and the help panel a chart's "?" opens.
+    await expect(page.locator("[data-tile=at_risk]")).to_have_attribute("title", re.compile("80 %"))
+    await expect(page.locator("#chart-hitDay figcaption")).to_have_attribute("title", re.compile("applied"))
+    await page.locator("#chart-hitDay a.help-link").click()
+    await expect(page.locator("#dash-help")).to_have_attribute("open", "")
     await expect(page.locator("#dash-help")).to_contain_text("(applied - missed) / applied")
     await page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
     assert errors == []

@@ -5,6 +5,12 @@
   const root = document.getElementById("dashboard");
   if (!root) return;
 
+  // A chart's "?" opens the definitions panel it points at.
+  const help = document.getElementById("dash-help");
+  for (const link of document.querySelectorAll("a.help-link")) {
+    link.addEventListener("click", function () { if (help) help.open = true; });
+  }
+
   // --- live tiles ---------------------------------------------------------------------------------
   const tiles = document.getElementById("tiles");
   let pending = null;
