@@ -73,7 +73,7 @@ async def _sign_in(client: httpx.AsyncClient, username: str) -> httpx.AsyncClien
 
 def tile(html: str, name: str) -> str:
     """The number shown on a tile."""
-    m = re.search(rf'data-tile="{name}">.*?class="tile-value">([^<]*)<', html, re.S)
+    m = re.search(rf'data-tile="{name}"[^>]*>.*?class="tile-value">([^<]*)<', html, re.S)
     assert m, f"tile {name} not found"
     return m.group(1).strip()
 
