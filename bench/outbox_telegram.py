@@ -52,6 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--redis-url", default=None, help="share the limiter through Redis")
     parser.add_argument("--idle", type=float, default=0.2, help="sender idle wake-up (s)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--timeline", action="store_true", help="also print arrivals per second")
     return parser.parse_args(argv)
 
 
@@ -210,6 +211,7 @@ def check(result: dict[str, Any], report: dict[str, Any], total: int) -> dict[st
         "429s_seen_by_sender": result["429_seen"],
         "sends_started_inside_a_seen_retry_after": result["started_inside_retry_after"],
         "server_errors": report["errors"],
+        "per_second": [sum(1 for at in times if int(at - times[0]) == i) for i in range(int(span) + 1)],
     }
 
 
@@ -237,8 +239,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         print(json.dumps(summary, indent=2))
         return
+    timeline = summary.pop("per_second")
     for key, value in summary.items():
         print(f"{key:>22}: {value}")
+    if args.timeline:
+        print("arrivals per second:", " ".join(str(n) for n in timeline))
     ok = (
         summary["lost"] == 0
         and summary["per_chat_order_kept"]
