@@ -174,8 +174,8 @@ async def run_scenario(scenario: Scenario, base: Path, pg: PgCluster, redis: Red
             log_dir=logs,
         )
         result = Result(scenario, Counts())
-        await asyncio.to_thread(butler.start)
         try:
+            await asyncio.to_thread(butler.start)  # inside: a process that fails to start stops the rest
             await server.wait_until(lambda: server.bot.webhook is not None, timeout=60)
             await _drive(scenario, server, butler, pg, redis, url, rng, result)
         finally:
