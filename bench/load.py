@@ -227,6 +227,10 @@ async def run_mode(mode: str, n: int, server: BotApiServer, args: argparse.Names
     try:
         await asyncio.sleep(2)
         pids = lp.labelled_pids(kids)
+        deadline = time.monotonic() + 60
+        while mode == "pg2" and not {"web.1", "web.2"} <= pids.keys() and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)  # the second uvicorn worker may still be importing
+            pids = lp.labelled_pids(kids)
         pids["harness"] = [os.getpid()]
         if url and url.startswith("postgresql"):
             pids["postgres"] = await lp.pg_backend_pids(url)

@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import random
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,6 +226,7 @@ def measure(tracker: Tracker, keys: list[Key], *, rate: float, target: float) ->
         "messages": len(keys),
         "completed": len(lat),
         "failed": sum(1 for k in keys if k in tracker.failed),
+        "failures": dict(Counter(tracker.failed[k] for k in keys if k in tracker.failed)),
         "achieved": round(achieved, 1),
         "p50": summary(padded, 50),
         "p99": p99,

@@ -86,8 +86,20 @@ class Sampler:
     t0: float = 0.0
     task: asyncio.Task[None] | None = None
 
+    cpu_pid: dict[int, float] = field(default_factory=dict)
+
     def _cpu(self, label: str) -> float:
         return sum(cpu_seconds(p) for p in self.pids[label])
+
+    def _cpu_delta(self, label: str) -> float:
+        """CPU used since start by the group's processes still alive (a closed pool connection's
+        backend is gone, and its time with it)."""
+        total = 0.0
+        for p in self.pids[label]:
+            now = cpu_seconds(p)
+            if now > 0:
+                total += now - self.cpu_pid.get(p, 0.0)
+        return total
 
     def _rss(self, label: str) -> float:
         return sum(rss_mb(p) for p in self.pids[label])
@@ -96,6 +108,7 @@ class Sampler:
         """Snapshot CPU times and start polling RSS."""
         self.t0 = time.monotonic()
         self.cpu0 = {k: self._cpu(k) for k in self.pids}
+        self.cpu_pid = {p: cpu_seconds(p) for group in self.pids.values() for p in group}
         self.rss = {k: self._rss(k) for k in self.pids}
         self.task = asyncio.create_task(self._poll())
 
@@ -112,7 +125,7 @@ class Sampler:
         wall = max(time.monotonic() - self.t0, 1e-6)
         return {
             k: {
-                "cpu_pct": round(100 * (self._cpu(k) - self.cpu0.get(k, 0.0)) / wall, 1),
+                "cpu_pct": round(100 * self._cpu_delta(k) / wall, 1),
                 "rss_mb": round(max(self.rss.get(k, 0.0), self._rss(k)), 1),
             }
             for k in self.pids
@@ -261,10 +274,9 @@ def labelled_pids(kids: list[Child]) -> dict[str, list[int]]:
     pids: dict[str, list[int]] = {}
     for child in kids:
         pids[child.label] = [child.proc.pid]
-        for n, pid in enumerate(sorted(children(child.proc.pid)), start=1):
-            # multiprocessing's resource tracker is a child too; it is tiny and idle.
-            if "resource_tracker" in _cmdline(pid):
-                continue
+        # multiprocessing's resource tracker is a child too; it is tiny and idle.
+        kids = [p for p in sorted(children(child.proc.pid)) if "resource_tracker" not in _cmdline(p)]
+        for n, pid in enumerate(kids, start=1):
             pids[f"{child.label}.{n}"] = [pid]
     return pids
 
