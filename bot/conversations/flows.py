@@ -90,7 +90,6 @@ async def receive_customer_message(session: AsyncSession, rt: Runtime, msg: Inbo
         chat_id=msg.chat_id,
         display_name=msg.display_name,
         locale=locale,
-        dealer_id=await teams_service.default_dealer_id(session),
         now=now,
     )
     group, created = await ensure_group(session, rt, customer=customer)

@@ -31,7 +31,6 @@ async def start_session(
         chat_id=session_id,
         display_name=name or "Web visitor",
         locale=normalize_locale(locale, rt.settings.default_locale),
-        dealer_id=await teams_service.default_dealer_id(session),
         now=now,
     )
     chat = WebchatSession(

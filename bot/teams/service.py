@@ -34,6 +34,9 @@ async def get_identity(session: AsyncSession, *, channel: str, external_id: str)
     )
 
 
+DEFAULT_DEALER = object()  # find_or_create_customer: the first dealer, looked up on creation only
+
+
 async def find_or_create_customer(
     session: AsyncSession,
     *,
@@ -42,7 +45,7 @@ async def find_or_create_customer(
     chat_id: str | None,
     display_name: str,
     locale: str,
-    dealer_id: int | None,
+    dealer_id: int | object | None = DEFAULT_DEALER,
     now: datetime,
 ) -> tuple[Customer, ChannelIdentity, bool]:
     """Return the customer behind a channel identity, creating both on first contact."""
@@ -51,6 +54,9 @@ async def find_or_create_customer(
         customer = await session.get(Customer, identity.customer_id)
         assert customer is not None
         return customer, identity, False
+    if dealer_id is DEFAULT_DEALER:  # looked up on creation only, not on every message
+        dealer_id = await default_dealer_id(session)
+    assert dealer_id is None or isinstance(dealer_id, int)
     customer = Customer(
         display_name=display_name[:200] or "Customer", locale=locale, dealer_id=dealer_id, created_at=now
     )
