@@ -69,6 +69,7 @@ class Scenario:
     web_workers: int = 2
     workers: int = 2
     kill_every: float | None = None  # SIGKILL a random web or worker process this often
+    kills_for: float | None = None  # stop killing after this many seconds (default: until drained)
     redis_down: tuple[float, float] | None = None  # (after seconds, for seconds)
     pg_down: tuple[float, float] | None = None  # (after seconds, for seconds)
     drain_timeout: float = 300.0
@@ -205,7 +206,9 @@ async def _drive(
     probe = LiveProbe(butler.url) if scenario.redis_down else None
     tasks = [asyncio.create_task(_supervise(butler, stop))]
     if scenario.kill_every:
-        tasks.append(asyncio.create_task(_killer(butler, scenario.kill_every, rng, stop, result)))
+        kill_stop = asyncio.Event()
+        tasks.append(asyncio.create_task(_killer(butler, scenario.kill_every, rng, kill_stop, result)))
+        tasks.append(asyncio.create_task(_relay(stop, kill_stop, scenario.kills_for)))
     if probe is not None:
         await probe.start()
         tasks.append(asyncio.create_task(probe.run(stop)))
@@ -253,6 +256,13 @@ async def _supervise(butler: Butler, stop: asyncio.Event) -> None:
     while not stop.is_set():
         await asyncio.to_thread(butler.supervise)
         await asyncio.sleep(0.2)
+
+
+async def _relay(stop: asyncio.Event, kill_stop: asyncio.Event, after: float | None) -> None:
+    """Stop the killer with everything else, or after `after` seconds."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), after)
+    kill_stop.set()
 
 
 async def _killer(

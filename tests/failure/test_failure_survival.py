@@ -1,8 +1,9 @@
 """Failure survival under Telegram webhook traffic (the CI-sized version of bench/failure.py).
 
 2 web processes (`butler web --workers 2`) and 2 `butler worker`s on a private PostgreSQL and
-Redis: SIGKILLs every 5 s, Redis stopped for 8 s, PostgreSQL restarted. Nothing injected may be lost
-or stored twice, and no SLA rung may fire twice; outbound duplicates are reported (goal 0).
+Redis: SIGKILLs every 5 s while 1,500 messages flow, Redis stopped for 8 s, PostgreSQL restarted.
+Nothing injected may be lost or stored twice, and no SLA rung may fire twice; outbound duplicates
+are reported (goal 0).
 """
 
 from __future__ import annotations
@@ -56,7 +57,10 @@ async def test_sigkill_every_5s_loses_nothing(
     services: tuple[Path, PgCluster, RedisServer], record_property: pytest.RecordProperty
 ) -> None:
     base, pg, redis = services
-    scenario = Scenario("kill", MESSAGES, RATE, users=150, kill_every=5.0, settle_outbox=False)
+    # Kills at 5, 10 and 15 s, while the traffic flows; the full run kills until it drained.
+    scenario = Scenario(
+        "kill", MESSAGES, RATE, users=150, kill_every=5.0, kills_for=16.0, settle_outbox=False
+    )
     summary = _check(await run_scenario(scenario, base, pg, redis), record_property)
     assert summary["kills"] >= 3, summary  # type: ignore[operator]
 
