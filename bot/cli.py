@@ -110,6 +110,7 @@ def run(
     from bot.app import create_app
     from bot.logs import configure_logging
     from bot.migrate import upgrade
+    from bot.processes import KEEP_ALIVE_SECONDS
 
     settings = _settings()
     if host:
@@ -145,6 +146,7 @@ def run(
         port=settings.port,
         log_level="warning",
         log_config=None,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
 
 
@@ -240,3 +242,7 @@ def main() -> None:
         typer.secho(f"Database problem: {str(exc.orig)[:200]}", fg="red", err=True)
         typer.secho("Check BUTLER_DATABASE_URL, then run `butler migrate` (or `butler doctor`).", err=True)
         sys.exit(1)
+
+
+if __name__ == "__main__":  # `python -m bot.cli`, as the benchmarks run it without the entry point
+    main()

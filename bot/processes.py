@@ -26,6 +26,8 @@ from bot.runtime import Runtime
 from bot.settings import Settings
 
 log = logging.getLogger("butler.worker")
+# Longer than a load balancer's idle timeout (60 s is common), so the other side closes idle connections.
+KEEP_ALIVE_SECONDS = 75
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
@@ -81,6 +83,9 @@ def run_web(
             access_log=False,  # butler.access logs route templates, never query strings
             timeout_graceful_shutdown=graceful_timeout,
             server_header=False,
+            # Idle keep-alive connections are closed by the client or proxy first (load balancers idle
+            # out at 60 s): when the server closes first, a request already sent on that connection fails.
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
             # A fresh worker imports the whole app before it can answer uvicorn's supervisor; on a
             # busy small machine that takes longer than the 5 s default, and it would be killed.
             timeout_worker_healthcheck=60,
