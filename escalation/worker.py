@@ -25,7 +25,7 @@ from sqlalchemy.orm import joinedload
 
 from bot.conversations.models import Case
 from bot.runtime import Runtime
-from bot.teams.models import ButlerGroup, Customer, Staff
+from bot.teams.models import ButlerGroup, Staff
 from escalation import ladder
 from escalation.models import ACTIVE_STATES, SlaEvent, SlaTimer
 from escalation.service import is_postgres, parse_iso
@@ -63,10 +63,9 @@ async def claim_due(
     horizon = now if len(timers) < limit else max(t.next_due_at or now for t in timers)
     if postgres:
         timers = await _lock_cases_to_change(session, timers)
-    # Vehicles load eagerly with customers elsewhere; no rung needs them.
     case_query = select(Case).where(Case.id.in_({t.case_id for t in timers}))
     case_query = case_query.options(
-        joinedload(Case.group).joinedload(ButlerGroup.customer).lazyload(Customer.vehicles),
+        joinedload(Case.group).joinedload(ButlerGroup.customer),
         joinedload(Case.assignee),
     )
     cases = {c.id: c for c in (await session.scalars(case_query)).unique()}

@@ -46,6 +46,8 @@ class InboundMessage:
     category: str | None = None
     subject: str | None = None
     case_fields: dict[str, Any] | None = None
+    # The adapter may already have looked the customer up in this transaction (saves two queries).
+    customer: Customer | None = None
 
 
 @dataclass
@@ -83,15 +85,17 @@ async def receive_customer_message(session: AsyncSession, rt: Runtime, msg: Inbo
     if not fresh:
         return InboundResult(duplicate=True)
     locale = normalize_locale(msg.locale, rt.settings.default_locale)
-    customer, _identity, _ = await teams_service.find_or_create_customer(
-        session,
-        channel=msg.channel,
-        external_id=msg.external_user_id,
-        chat_id=msg.chat_id,
-        display_name=msg.display_name,
-        locale=locale,
-        now=now,
-    )
+    customer = msg.customer
+    if customer is None:
+        customer, _identity, _ = await teams_service.find_or_create_customer(
+            session,
+            channel=msg.channel,
+            external_id=msg.external_user_id,
+            chat_id=msg.chat_id,
+            display_name=msg.display_name,
+            locale=locale,
+            now=now,
+        )
     group, created = await ensure_group(session, rt, customer=customer)
     case = await conv_service.active_case(session, group_id=group.id)
     bind_case(case.id if case else None)

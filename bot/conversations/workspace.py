@@ -8,12 +8,13 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.bookings import service as booking_service
 from bot.conversations import service as conv_service
 from bot.conversations.models import Case, CaseEvent, Message
 from bot.runtime import AutoAnswer, Runtime
 from bot.teams import access
 from bot.teams import service as teams_service
-from bot.teams.models import ButlerGroup, ChannelIdentity, Membership, Staff
+from bot.teams.models import ButlerGroup, ChannelIdentity, Membership, Staff, Vehicle
 from escalation.models import SlaEvent, SlaTimer
 
 
@@ -40,6 +41,7 @@ class Workspace:
     suggestions: list[AutoAnswer]
     channels: list[ChannelIdentity]
     colleagues: list[Staff] = field(default_factory=list)
+    vehicles: list[Vehicle] = field(default_factory=list)
 
 
 async def load_workspace(session: AsyncSession, rt: Runtime, *, staff: Staff, group_id: int) -> Workspace:
@@ -75,8 +77,9 @@ async def load_workspace(session: AsyncSession, rt: Runtime, *, staff: Staff, gr
         ).all()
     )
     colleagues = [s for s in await teams_service.list_staff(session) if s.active]
+    vehicles = await booking_service.customer_vehicles(session, customer_id=group.customer_id)
     return Workspace(
-        group, members, cases, messages, active, timers, timeline, suggestions, channels, colleagues
+        group, members, cases, messages, active, timers, timeline, suggestions, channels, colleagues, vehicles
     )
 
 

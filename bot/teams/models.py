@@ -31,7 +31,8 @@ class Customer(Base):
     phone: Mapped[str | None] = mapped_column(String(32))
     dealer_id: Mapped[int | None] = mapped_column(ForeignKey("dealers.id"))
     created_at: Mapped[datetime]
-    vehicles: Mapped[list[Vehicle]] = relationship(back_populates="customer", lazy="selectin")
+    # Loaded only where shown (bookings, the group view): not on every inbound message.
+    vehicles: Mapped[list[Vehicle]] = relationship(back_populates="customer", lazy="raise")
 
 
 class Vehicle(Base):

@@ -86,7 +86,6 @@ async def customer_for(session: AsyncSession, rt: Runtime, *, user: TgUser) -> C
         chat_id=str(user.chat_id),
         display_name=user.display_name,
         locale=normalize_locale(user.language_code, rt.settings.default_locale),
-        dealer_id=await teams_service.default_dealer_id(session),
         now=rt.clock.now(),
     )
     if not identity.active:
@@ -161,6 +160,7 @@ async def customer_message(
             display_name=user.display_name,
             locale=user.language_code,
             attachments=attachments,
+            customer=customer,
         ),
     )
     if not result.duplicate and reply_to_external and result.message_id:

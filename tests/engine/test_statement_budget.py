@@ -1,0 +1,69 @@
+"""SQL statements per inbound message: a guard against hot-path regressions (counts, not times)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from bot.conversations.flows import InboundMessage, InboundResult, receive_customer_message
+from bot.runtime import Runtime
+from bot.seed import seed_demo
+from knowledge.answerer import KnowledgeAnswerer
+from tests.live import DEMO_HASH, DEMO_PASSWORD
+
+# Measured on SQLite (web chat: 22, 11, 19, 7 after the hot-path trim), plus one.
+BUDGET = {"first contact": 23, "bot answer": 12, "case opens": 20, "joins the case": 8}
+
+
+@contextmanager
+def counting(rt: Runtime) -> Iterator[list[str]]:
+    """Collect the statements the engine runs inside the block."""
+    seen: list[str] = []
+
+    def _count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement.split(None, 1)[0].upper())
+
+    event.listen(rt.engine.sync_engine, "before_cursor_execute", _count)
+    try:
+        yield seen
+    finally:
+        event.remove(rt.engine.sync_engine, "before_cursor_execute", _count)
+
+
+async def _send(rt: Runtime, user: str, n: int, text: str) -> tuple[list[str], InboundResult]:
+    msg = InboundMessage(
+        channel="webchat",
+        external_user_id=user,
+        chat_id=user,
+        external_message_id=f"m{n}",
+        text=text,
+        locale="en",
+    )
+    with counting(rt) as seen:
+        async with rt.transaction() as session:
+            result = await receive_customer_message(session, rt, msg)
+    return seen, result
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_statements_per_message_stay_within_budget(rt: Runtime) -> None:
+    async with rt.transaction() as session:
+        await seed_demo(session, password=DEMO_PASSWORD, password_hash=DEMO_HASH)
+    assert isinstance(rt.answerer, KnowledgeAnswerer)
+    await rt.answerer.reload(rt.maker)
+    await _send(rt, "b", 1, "How much does a service cost?")  # b's first contact, answered by the bot
+    first, first_result = await _send(rt, "a", 2, "How long is the car warranty?")
+    answer, answer_result = await _send(rt, "b", 3, "How often should I service my car?")
+    opens, opens_result = await _send(rt, "b", 4, "My brakes make a grinding noise, please call me")
+    joins, joins_result = await _send(rt, "b", 5, "It happens mostly in the morning")
+    # Each message took the path it stands for.
+    assert first_result.group_created and first_result.answered_by_bot
+    assert answer_result.answered_by_bot and not answer_result.group_created
+    assert opens_result.case_id is not None and joins_result.case_id == opens_result.case_id
+    counts = {"first contact": first, "bot answer": answer, "case opens": opens, "joins the case": joins}
+    over = {k: (len(v), BUDGET[k], v) for k, v in counts.items() if len(v) > BUDGET[k]}
+    assert not over, over
