@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -196,14 +196,28 @@ async def ensure_group(session: AsyncSession, rt: Runtime, *, customer: Customer
     return group, created
 
 
+async def move_case(
+    session: AsyncSession,
+    rt: Runtime,
+    *,
+    case: Case,
+    to: str,
+    now: datetime,
+    reason: str,
+    actor_staff_id: int | None = None,
+) -> None:
+    """Change a case's status and let the SLA clocks follow (pause, resume, stop, restart)."""
+    previous = await conv_service.transition_case(
+        session, case=case, to=to, now=now, actor_staff_id=actor_staff_id, reason=reason
+    )
+    await rt.sla.on_status_changed(session, case=case, from_status=previous, to_status=case.status, now=now)
+
+
 async def _continue_case(session: AsyncSession, rt: Runtime, *, case: Case, now_message: Message) -> None:
     now = rt.clock.now()
     if case.status == CaseStatus.WAITING_CUSTOMER:
-        previous = await conv_service.transition_case(
-            session, case=case, to=CaseStatus.WAITING_STAFF, now=now, reason="customer replied"
-        )
-        await rt.sla.on_status_changed(
-            session, case=case, from_status=previous, to_status=case.status, now=now
+        await move_case(
+            session, rt, case=case, to=CaseStatus.WAITING_STAFF, now=now, reason="customer replied"
         )
     await rt.sla.on_customer_message(session, case=case, now=now)
     if case.assignee_id:

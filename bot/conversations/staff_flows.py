@@ -6,7 +6,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.conversations import service as conv_service
 from bot.conversations.enums import ACTIVE_STATUSES, AuthorKind, CaseStatus
-from bot.conversations.flows import deliver_to_customer, notify_staff, send_system_message, validate_body
+from bot.conversations.flows import (
+    deliver_to_customer,
+    move_case,
+    notify_staff,
+    send_system_message,
+    validate_body,
+)
 from bot.conversations.models import Case, Message
 from bot.errors import Conflict, InvalidInput, NotFound
 from bot.i18n import t
@@ -56,16 +62,14 @@ async def staff_reply(
             case.first_response_at = now
         await rt.sla.on_staff_reply(session, case=case, now=now)
         if case.status in (CaseStatus.OPEN, CaseStatus.WAITING_STAFF):
-            previous = await conv_service.transition_case(
+            await move_case(
                 session,
+                rt,
                 case=case,
                 to=CaseStatus.WAITING_CUSTOMER,
                 now=now,
                 actor_staff_id=staff.id,
                 reason="staff replied",
-            )
-            await rt.sla.on_status_changed(
-                session, case=case, from_status=previous, to_status=case.status, now=now
             )
     return message
 
@@ -84,15 +88,15 @@ async def resolve_case(session: AsyncSession, rt: Runtime, *, staff: Staff, case
     if case.status not in ACTIVE_STATUSES:
         raise Conflict("case.not_active", f"case {case_id} is already {case.status}")
     now = rt.clock.now()
-    previous = await conv_service.transition_case(
+    await move_case(
         session,
+        rt,
         case=case,
         to=CaseStatus.RESOLVED,
         now=now,
         actor_staff_id=staff.id,
         reason="resolved by staff",
     )
-    await rt.sla.on_status_changed(session, case=case, from_status=previous, to_status=case.status, now=now)
     customer = await session.get(Customer, group.customer_id)
     assert customer is not None
     case.csat_asked_at = now
@@ -115,11 +119,10 @@ async def reopen_case(session: AsyncSession, rt: Runtime, *, staff: Staff, case_
     if case.status not in (CaseStatus.RESOLVED, CaseStatus.CLOSED):
         raise Conflict("case.not_resolved", f"case {case_id} is {case.status}, not resolved")
     now = rt.clock.now()
-    previous = await conv_service.transition_case(
-        session, case=case, to=CaseStatus.OPEN, now=now, actor_staff_id=staff.id, reason="reopened"
+    case.first_response_at = None  # the reopened case waits for a first response again
+    await move_case(
+        session, rt, case=case, to=CaseStatus.OPEN, now=now, actor_staff_id=staff.id, reason="reopened"
     )
-    case.first_response_at = None
-    await rt.sla.on_status_changed(session, case=case, from_status=previous, to_status=case.status, now=now)
     return case
 
 
