@@ -11,7 +11,7 @@ from bot.conversations.enums import CaseStatus
 from bot.conversations.models import Case
 from bot.settings import Settings
 from escalation import service
-from escalation.models import MET, STOPPED
+from escalation.models import MET, STOPPED, SlaTimer
 from escalation.policies import PolicySet, load_policies
 
 FIRST, NEXT, RESOLUTION = "first_response", "next_response", "resolution"
@@ -42,26 +42,19 @@ class SlaEngine:
     async def _start(self, session: AsyncSession, *, case: Case, now: datetime, reason: str) -> Promise:
         policy = await service.policy_for_case(session, policies=self.policies, case=case)
         calendar = self.policies.calendar(policy.calendar)
-        first = await service.start_timer(
-            session,
-            case=case,
-            policy=policy,
-            calendar=calendar,
-            metric=FIRST,
-            cycle=case.reopen_count,
-            now=now,
-            reason=reason,
-        )
-        await service.start_timer(
-            session,
-            case=case,
-            policy=policy,
-            calendar=calendar,
-            metric=RESOLUTION,
-            cycle=case.reopen_count,
-            now=now,
-            reason=reason,
-        )
+        first, _resolution = [
+            await service.start_timer(
+                session,
+                case=case,
+                policy=policy,
+                calendar=calendar,
+                metric=metric,
+                cycle=case.reopen_count,
+                now=now,
+                reason=reason,
+            )
+            for metric in (FIRST, RESOLUTION)
+        ]
         assert first.due_at is not None
         # Wall-clock minutes: outside business hours the honest promise is longer than the target.
         return Promise(due_at=first.due_at, minutes=(first.due_at - now).total_seconds() / 60)
@@ -94,10 +87,9 @@ class SlaEngine:
         """A public staff reply meets the first/next-response clock."""
         for timer in await service.case_timers(session, case_id=case.id, lock=True):
             if timer.metric in RESPONSE_METRICS:
-                service.finish_timer(
+                self._finish(
                     session,
-                    timer=timer,
-                    calendar=self.policies.calendar(timer.calendar),
+                    timer,
                     now=now,
                     state=MET,
                     reason="staff replied",
@@ -116,10 +108,9 @@ class SlaEngine:
             return
         if to_status in _DONE:
             for timer in await service.case_timers(session, case_id=case.id, lock=True):
-                service.finish_timer(
+                self._finish(
                     session,
-                    timer=timer,
-                    calendar=self.policies.calendar(timer.calendar),
+                    timer,
                     now=now,
                     state=MET if timer.metric == RESOLUTION else STOPPED,
                     reason=str(to_status),
@@ -142,15 +133,30 @@ class SlaEngine:
 
     async def _stop_all(self, session: AsyncSession, *, case: Case, now: datetime, reason: str) -> None:
         for timer in await service.case_timers(session, case_id=case.id, lock=True):
-            service.finish_timer(
+            self._finish(
                 session,
-                timer=timer,
-                calendar=self.policies.calendar(timer.calendar),
+                timer,
                 now=now,
                 state=STOPPED,
                 reason=reason,
             )
         await session.flush()
+
+    def _finish(
+        self,
+        session: AsyncSession,
+        timer: SlaTimer,
+        *,
+        now: datetime,
+        state: str,
+        reason: str,
+        staff_id: int | None = None,
+    ) -> None:
+        """End a clock, counting business time in the calendar it runs on."""
+        calendar = self.policies.calendar(timer.calendar)
+        service.finish_timer(
+            session, timer=timer, calendar=calendar, now=now, state=state, reason=reason, staff_id=staff_id
+        )
 
     async def on_reassigned(
         self, session: AsyncSession, *, case: Case, from_staff_id: int | None, now: datetime
