@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from telegram import Message as TgMessage
 from telegram import Update
 from telegram.ext import ContextTypes
@@ -103,49 +105,28 @@ async def note(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def resolve(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/resolve: resolve the open case; the customer gets the rating buttons."""
-    found = _topic_message(update)
-    if found is None:
-        return
-    unit = current_unit()
-    msg, thread_id, user_id = found
-    outcome = await tg_flows.resolve_from_topic(
-        unit.session, unit.rt, chat_id=msg.chat_id, thread_id=thread_id, telegram_user_id=user_id
-    )
-    await _notice(unit, outcome)
+    await _topic_command(update, tg_flows.resolve_from_topic)
 
 
 async def invite(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/invite <role>: seat another specialist of that role."""
-    found = _topic_message(update)
-    if found is None:
-        return
-    unit = current_unit()
-    msg, thread_id, user_id = found
-    outcome = await tg_flows.invite_from_topic(
-        unit.session,
-        unit.rt,
-        chat_id=msg.chat_id,
-        thread_id=thread_id,
-        telegram_user_id=user_id,
-        role=(context.args or [""])[0],
-    )
-    await _notice(unit, outcome)
+    await _topic_command(update, tg_flows.invite_from_topic, role=(context.args or [""])[0])
 
 
 async def transfer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/transfer <username>: hand the open case to another staff member."""
+    await _topic_command(update, tg_flows.transfer_from_topic, username=(context.args or [""])[0])
+
+
+async def _topic_command(update: Update, flow: Callable[..., Awaitable[TopicOutcome]], **args: str) -> None:
+    """Run a case command written in a customer's topic and post its notice there."""
     found = _topic_message(update)
     if found is None:
         return
     unit = current_unit()
     msg, thread_id, user_id = found
-    outcome = await tg_flows.transfer_from_topic(
-        unit.session,
-        unit.rt,
-        chat_id=msg.chat_id,
-        thread_id=thread_id,
-        telegram_user_id=user_id,
-        username=(context.args or [""])[0],
+    outcome = await flow(
+        unit.session, unit.rt, chat_id=msg.chat_id, thread_id=thread_id, telegram_user_id=user_id, **args
     )
     await _notice(unit, outcome)
 
