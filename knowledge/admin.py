@@ -108,18 +108,7 @@ async def create_entry(
     )
     if existing is not None:
         raise Conflict("faq.exists", f"{draft.topic.strip()}/{draft.locale} already exists; edit that entry")
-    row = await knowledge_service.save_entry(
-        session,
-        topic=draft.topic,
-        category=draft.category,
-        locale=draft.locale,
-        questions=draft.phrasings(),
-        answer=draft.answer,
-        actions=list(draft.actions),
-        enabled=draft.enabled,
-        now=now,
-        actor_staff_id=actor_staff_id,
-    )
+    row = await _save(session, draft, enabled=draft.enabled, now=now, actor_staff_id=actor_staff_id)
     audit(
         session,
         action="faq.create",
@@ -145,18 +134,8 @@ async def update_entry(
     )
     if clash is not None:
         raise Conflict("faq.exists", f"{draft.topic.strip()}/{draft.locale} already exists")
-    row = await knowledge_service.save_entry(
-        session,
-        topic=draft.topic,
-        category=draft.category,
-        locale=draft.locale,
-        questions=draft.phrasings(),
-        answer=draft.answer,
-        actions=list(draft.actions),
-        enabled=current.enabled,
-        now=now,
-        actor_staff_id=actor_staff_id,
-        entry_id=entry_id,
+    row = await _save(
+        session, draft, enabled=current.enabled, now=now, actor_staff_id=actor_staff_id, entry_id=entry_id
     )
     after = EntryDraft.of(row)
     fields = ("topic", "category", "locale", "questions", "answer", "actions")
@@ -293,3 +272,28 @@ async def draft_from_message(session: AsyncSession, *, message_id: int) -> Entry
 async def all_topics(session: AsyncSession) -> list[str]:
     """Every topic key (for the filter's suggestions)."""
     return sorted((await session.scalars(select(FaqEntry.topic).distinct())).all())
+
+
+async def _save(
+    session: AsyncSession,
+    draft: EntryDraft,
+    *,
+    enabled: bool,
+    now: datetime,
+    actor_staff_id: int | None,
+    entry_id: int | None = None,
+) -> FaqEntry:
+    """Write a draft to its entry (a new one when entry_id is None)."""
+    return await knowledge_service.save_entry(
+        session,
+        topic=draft.topic,
+        category=draft.category,
+        locale=draft.locale,
+        questions=draft.phrasings(),
+        answer=draft.answer,
+        actions=list(draft.actions),
+        enabled=enabled,
+        now=now,
+        actor_staff_id=actor_staff_id,
+        entry_id=entry_id,
+    )

@@ -11,7 +11,7 @@ and lines starting with ``#`` are skipped. A line in the YAML shape (locale bloc
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -106,14 +106,7 @@ def load_entries(path: str | Path) -> list[KbEntry]:
                 where = f"{p}: topic {item['topic']}"
             entries.extend(entries_from_item(item, where))
     elif suffix in JSONL_SUFFIXES or suffix == ".json":
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            stripped = line.strip()
-            if not stripped or stripped.startswith("#"):
-                continue
-            try:
-                item = json.loads(stripped)
-            except json.JSONDecodeError as exc:
-                raise KbFileError(f"{p}:{lineno}: invalid JSON: {exc.msg}") from exc
+        for lineno, item in _json_lines(text, p):
             entries.extend(entries_from_item(item, f"{p}:{lineno}"))
     else:
         raise KbFileError(f"{p}: unknown knowledge-base format {suffix!r} (use .yaml, .yml or .jsonl)")
@@ -165,15 +158,20 @@ def load_queries(path: str | Path) -> list[dict[str, Any]]:
     """Read evaluation query lines ``{"text", "expect_topic": key or null, "locale"?}`` from JSONL."""
     p = Path(path)
     out: list[dict[str, Any]] = []
-    for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        try:
-            item = json.loads(stripped)
-        except json.JSONDecodeError as exc:
-            raise KbFileError(f"{p}:{lineno}: invalid JSON: {exc.msg}") from exc
+    for lineno, item in _json_lines(p.read_text(encoding="utf-8"), p):
         if not isinstance(item, dict) or not isinstance(item.get("text"), str):
             raise KbFileError(f"{p}:{lineno}: expected an object with a text field")
         out.append(item)
     return out
+
+
+def _json_lines(text: str, p: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) per JSON line; blank lines and # comments are skipped."""
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        try:
+            yield lineno, json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            raise KbFileError(f"{p}:{lineno}: invalid JSON: {exc.msg}") from exc

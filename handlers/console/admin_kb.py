@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from bot.errors import DomainError, InvalidInput
@@ -160,19 +160,30 @@ def _form(
     )
 
 
-def _draft(topic: str, category: str, locale: str, questions: str, answer: str, actions: list[str]) -> Any:
+Short = Annotated[str, Form(max_length=100)]
+Long = Annotated[str, Form(max_length=20000)]
+
+
+def _entry_form(
+    topic: Short = "",
+    category: Short = "general",
+    locale: Short = "zh-CN",
+    questions: Long = "",
+    answer: Long = "",
+    actions: Annotated[list[str] | None, Form()] = None,
+) -> kb_admin.EntryDraft:
+    """The entry form's fields as a draft (the new and the edit form post the same fields)."""
     return kb_admin.EntryDraft(
         topic=topic.strip(),
         category=category,
         locale=locale,
         questions=questions,
         answer=answer,
-        actions=tuple(actions),
+        actions=tuple(actions or []),
     )
 
 
-Short = Annotated[str, Form(max_length=100)]
-Long = Annotated[str, Form(max_length=20000)]
+EntryForm = Annotated[kb_admin.EntryDraft, Depends(_entry_form)]
 
 
 @router.get("/kb/new", response_class=HTMLResponse)
@@ -185,17 +196,11 @@ async def kb_new(request: Request, me: AdminDep) -> HTMLResponse:
 async def kb_create(
     request: Request,
     me: AdminDep,
-    topic: Short = "",
-    category: Short = "general",
-    locale: Short = "zh-CN",
-    questions: Long = "",
-    answer: Long = "",
-    actions: Annotated[list[str] | None, Form()] = None,
+    draft: EntryForm,
     csrf: Annotated[str, Form()] = "",
 ) -> Response:
     """Create an entry; every process rebuilds its index."""
     check_csrf(request, csrf)
-    draft = _draft(topic, category, locale, questions, answer, actions or [])
     rt = runtime(request)
     try:
         async with rt.transaction() as session:
@@ -226,17 +231,11 @@ async def kb_update(
     entry_id: int,
     request: Request,
     me: AdminDep,
-    topic: Short = "",
-    category: Short = "general",
-    locale: Short = "zh-CN",
-    questions: Long = "",
-    answer: Long = "",
-    actions: Annotated[list[str] | None, Form()] = None,
+    draft: EntryForm,
     csrf: Annotated[str, Form()] = "",
 ) -> Response:
     """Save an edited entry; every process rebuilds its index."""
     check_csrf(request, csrf)
-    draft = _draft(topic, category, locale, questions, answer, actions or [])
     rt = runtime(request)
     try:
         async with rt.transaction() as session:
