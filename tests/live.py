@@ -14,6 +14,8 @@ from fastapi import FastAPI
 
 from bot.app import create_app
 from bot.clock import Clock
+from bot.db import make_engine, make_sessionmaker, session_scope
+from bot.migrate import upgrade_async
 from bot.runtime import Runtime
 from bot.seed import seed_demo
 from bot.settings import Settings
@@ -53,11 +55,22 @@ async def serve(
     if seed:
         async with rt.transaction() as session:
             await seed_demo(session, password=DEMO_PASSWORD, password_hash=DEMO_HASH)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", timeout_graceful_shutdown=2
-        )
+    async with serve_app(app, graceful_timeout=2) as url:
+        yield LiveServer(url=url, app=app, rt=rt)
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: FastAPI, *, graceful_timeout: int | None = None) -> AsyncIterator[str]:
+    """Run an app under uvicorn (lifespan included) on a free port; yields its base URL."""
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=graceful_timeout,
     )
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
@@ -65,7 +78,18 @@ async def serve(
         await asyncio.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield LiveServer(url=f"http://127.0.0.1:{port}", app=app, rt=rt)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        await asyncio.wait_for(task, timeout=10)
+        await asyncio.wait_for(task, timeout=30)
+
+
+async def seed_database(url: str) -> None:
+    """Migrate a database and add the demo data (staff with cheap password hashes)."""
+    await upgrade_async(url)
+    engine = make_engine(url)
+    try:
+        async with session_scope(make_sessionmaker(engine)) as session:
+            await seed_demo(session, password=DEMO_PASSWORD, password_hash=DEMO_HASH)
+    finally:
+        await engine.dispose()

@@ -17,11 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.clock import FrozenClock
 from bot.conversations import staff_flows
 from bot.conversations.buttons import press_button
-from bot.conversations.flows import InboundMessage, receive_customer_message
 from bot.conversations.models import Case
 from bot.runtime import Runtime
 from bot.teams.models import ChannelIdentity, Customer, Staff
 from escalation.worker import drain
+from tests.inbound import webchat_says
 
 # 10:00 in Shanghai (the demo dealer's zone) on the first day; "now" is the fifth day at 17:00.
 FIRST_DAY = datetime(2026, 10, 29, 2, 0, tzinfo=UTC)
@@ -63,18 +63,10 @@ class Teller:
         """A new customer's first message: (customer key, case id, bot message id)."""
         self.n += 1
         key = f"story-{self.n}"
-        msg = InboundMessage(
-            channel="webchat",
-            external_user_id=key,
-            chat_id=key,
-            external_message_id=f"m{self.n}",
-            text=text,
-            display_name=f"Customer {key.split('-')[-1]}",
-            locale="en",
-            wants_person=person,
+        name = f"Customer {key.split('-')[-1]}"
+        result = await webchat_says(
+            self.rt, key, text, message_id=f"m{self.n}", display_name=name, wants_person=person
         )
-        async with self.rt.transaction() as session:
-            result = await receive_customer_message(session, self.rt, msg)
         return key, result.case_id, result.bot_message_id
 
     async def press(self, who: str, message_id: int, button: str) -> None:

@@ -6,28 +6,18 @@ from sqlalchemy import select
 
 from bot.clock import FrozenClock
 from bot.conversations import inbox as inbox_service
-from bot.conversations.flows import InboundMessage, receive_customer_message
 from bot.conversations.inbox import InboxFilters
 from bot.conversations.staff_flows import staff_reply
 from bot.runtime import Runtime
 from bot.seed import seed_demo
 from bot.teams import service as teams_service
 from bot.teams.models import Staff
+from tests.inbound import webchat_says
 from tests.live import DEMO_HASH, DEMO_PASSWORD, LiveServer
 
 
 async def _say(rt: Runtime, user: str, text: str, n: int = 1) -> int:
-    msg = InboundMessage(
-        channel="webchat",
-        external_user_id=user,
-        chat_id=user,
-        external_message_id=f"{user}-{n}",
-        text=text,
-        display_name=user,
-        locale="zh-CN",
-    )
-    async with rt.transaction() as session:
-        result = await receive_customer_message(session, rt, msg)
+    result = await webchat_says(rt, user, text, message_id=f"{user}-{n}", locale="zh-CN")
     assert result.case_id is not None
     return result.case_id
 

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from bot.conversations.flows import InboundMessage, InboundResult, receive_customer_message
+from bot.conversations.flows import InboundResult
 from bot.runtime import Runtime
 from bot.seed import seed_demo
 from knowledge.answerer import KnowledgeAnswerer
+from tests.inbound import webchat_says
 from tests.live import DEMO_HASH, DEMO_PASSWORD
 
 # Measured on SQLite (web chat: 22, 11, 19, 7 after the hot-path trim), plus one.
@@ -35,17 +36,8 @@ def counting(rt: Runtime) -> Iterator[list[str]]:
 
 
 async def _send(rt: Runtime, user: str, n: int, text: str) -> tuple[list[str], InboundResult]:
-    msg = InboundMessage(
-        channel="webchat",
-        external_user_id=user,
-        chat_id=user,
-        external_message_id=f"m{n}",
-        text=text,
-        locale="en",
-    )
     with counting(rt) as seen:
-        async with rt.transaction() as session:
-            result = await receive_customer_message(session, rt, msg)
+        result = await webchat_says(rt, user, text, message_id=f"m{n}", display_name="")
     return seen, result
 
 

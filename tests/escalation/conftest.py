@@ -9,12 +9,13 @@ from datetime import datetime
 import pytest
 from sqlalchemy import select
 
-from bot.conversations.flows import InboundMessage, InboundResult, receive_customer_message
+from bot.conversations.flows import InboundResult
 from bot.conversations.models import Case, Message
 from bot.runtime import Runtime
 from bot.teams.models import Dealer, Staff
 from escalation import worker
 from escalation.models import SlaEvent, SlaTimer
+from tests.inbound import webchat_says
 
 _ids = itertools.count(1)
 
@@ -81,19 +82,9 @@ async def customer_writes(
     category: str | None = None,
 ) -> InboundResult:
     """A customer message through the real inbound flow, asking for a person."""
-    msg = InboundMessage(
-        channel="webchat",
-        external_user_id=user,
-        chat_id=user,
-        external_message_id=f"m{next(_ids)}",
-        text=text,
-        display_name=user,
-        locale=locale,
-        wants_person=True,
-        category=category,
+    return await webchat_says(
+        rt, user, text, message_id=f"m{next(_ids)}", locale=locale, wants_person=True, category=category
     )
-    async with rt.transaction() as session:
-        return await receive_customer_message(session, rt, msg)
 
 
 async def drain(rt: Runtime, limit: int = 200) -> int:

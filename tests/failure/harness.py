@@ -18,14 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.db import make_engine, make_sessionmaker, session_scope
-from bot.migrate import upgrade_async
-from bot.seed import seed_demo
 from tests.botapi import BotApiServer
 from tests.failure.checks import Counts, collect
 from tests.failure.probes import LiveProbe, outbox_backlog
 from tests.failure.services import Butler, PgCluster, RedisServer, free_port
-from tests.live import DEMO_HASH, DEMO_PASSWORD
+from tests.live import seed_database
 
 STAFF_CHAT = -1009000000077
 SECRET = "failure-webhook-secret"
@@ -120,13 +117,7 @@ def fast_policies(base: Path) -> Path:
 async def prepare_database(pg: PgCluster, name: str) -> str:
     """A migrated database with the demo staff (cheap password hashes)."""
     url = await pg.create_database(name)
-    await upgrade_async(url)
-    engine = make_engine(url)
-    try:
-        async with session_scope(make_sessionmaker(engine)) as session:
-            await seed_demo(session, password=DEMO_PASSWORD, password_hash=DEMO_HASH)
-    finally:
-        await engine.dispose()
+    await seed_database(url)
     return url
 
 

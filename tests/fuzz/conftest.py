@@ -6,22 +6,18 @@ plain sqlite3 connection to check that nothing was half-stored.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
-from bot.app import create_app
 from bot.migrate import upgrade
-from bot.seed import seed_demo
 from bot.settings import Settings
-from tests.live import DEMO_HASH, DEMO_PASSWORD
+from tests.fuzz.serving import AppThread
+from tests.live import DEMO_PASSWORD
 
 TABLES = ("customers", "messages", "cases", "inbound_receipts", "webchat_sessions")
 
@@ -57,36 +53,14 @@ class FuzzServer:
         return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
 
-class _Thread(threading.Thread):
+class _Thread(AppThread):
     def __init__(self, settings: Settings) -> None:
-        super().__init__(daemon=True, name="fuzz-server")
+        super().__init__("fuzz-server")
         self.settings = settings
-        self.ready = threading.Event()
-        self.port = 0
-        self.error: BaseException | None = None
-        self.server: uvicorn.Server | None = None
 
-    def run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:
-            self.error = exc
-            self.ready.set()
-
-    async def _main(self) -> None:
-        app = create_app(self.settings)
-        async with app.state.rt.transaction() as session:
-            await seed_demo(session, password=DEMO_PASSWORD, password_hash=DEMO_HASH)
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-        self.server = uvicorn.Server(config)
-        task = asyncio.create_task(self.server.serve())
-        while not self.server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        self.port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.ready.set()
-        await task
+    async def main(self) -> None:
+        """Serve the app."""
+        await self.serve(self.settings)
 
 
 @pytest.fixture(scope="module")
@@ -104,13 +78,8 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzServer
         kb_semantic="off",
     )
     thread = _Thread(settings)
-    thread.start()
-    assert thread.ready.wait(120), "fuzz server did not start"
-    if thread.error is not None:
-        raise thread.error
+    url = thread.start_and_wait()
     try:
-        yield FuzzServer(url=f"http://127.0.0.1:{thread.port}", db_path=db_path)
+        yield FuzzServer(url=url, db_path=db_path)
     finally:
-        if thread.server is not None:
-            thread.server.should_exit = True
-        thread.join(30)
+        thread.stop()

@@ -6,22 +6,17 @@ SQLite file is read directly to check that nothing was half-stored.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import uvicorn
 
-from bot.app import create_app
 from bot.migrate import upgrade
-from bot.seed import seed_demo
 from bot.settings import Settings
 from tests.botapi import BotApiServer
-from tests.live import DEMO_HASH, DEMO_PASSWORD
+from tests.fuzz.serving import AppThread
 
 SECRET = "fuzz-telegram-secret"
 STAFF_CHAT = -1009000000123
@@ -64,24 +59,14 @@ class TelegramFuzzServer:
             return {name: conn.execute(sql).fetchone()[0] for name, sql in checks.items()}
 
 
-class _Thread(threading.Thread):
+class _Thread(AppThread):
     def __init__(self, db_url: str, media: Path) -> None:
-        super().__init__(daemon=True, name="telegram-fuzz-server")
+        super().__init__("telegram-fuzz-server")
         self.db_url = db_url
         self.media = media
-        self.ready = threading.Event()
-        self.port = 0
-        self.error: BaseException | None = None
-        self.server: uvicorn.Server | None = None
 
-    def run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:
-            self.error = exc
-            self.ready.set()
-
-    async def _main(self) -> None:
+    async def main(self) -> None:
+        """The Bot API test server, then the app in webhook mode against it."""
         async with BotApiServer() as botapi:
             botapi.supergroup(STAFF_CHAT, "Butler staff", bot_rights={"can_manage_topics": True})
             settings = Settings(
@@ -97,19 +82,7 @@ class _Thread(threading.Thread):
                 telegram_webhook_secret=SECRET,
                 media_dir=self.media,
             )
-            app = create_app(settings)
-            async with app.state.rt.transaction() as session:
-                await seed_demo(session, password=DEMO_PASSWORD, password_hash=DEMO_HASH)
-            config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-            self.server = uvicorn.Server(config)
-            task = asyncio.create_task(self.server.serve())
-            while not self.server.started:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.01)
-            self.port = self.server.servers[0].sockets[0].getsockname()[1]
-            self.ready.set()
-            await task
+            await self.serve(settings)
 
 
 @pytest.fixture(scope="module")
@@ -120,13 +93,8 @@ def tg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TelegramFuzz
     url = f"sqlite+aiosqlite:///{db_path}"
     upgrade(url)
     thread = _Thread(url, base / "media")
-    thread.start()
-    assert thread.ready.wait(120), "server did not start"
-    if thread.error is not None:
-        raise thread.error
+    server_url = thread.start_and_wait()
     try:
-        yield TelegramFuzzServer(url=f"http://127.0.0.1:{thread.port}", db_path=db_path)
+        yield TelegramFuzzServer(url=server_url, db_path=db_path)
     finally:
-        if thread.server is not None:
-            thread.server.should_exit = True
-        thread.join(30)
+        thread.stop()

@@ -22,6 +22,7 @@ import pytest
 
 from bot.migrate import upgrade_async
 from tests.conftest import PG_URL, REDIS_URL, drop_pg_database, make_pg_database, need
+from tests.ops.conftest import metric
 
 BUTLER = str(Path(sys.executable).parent / "butler")
 START_TIMEOUT = 120.0  # a fresh process imports the whole app; CI machines are small and busy
@@ -99,17 +100,6 @@ async def wait_ready(proc: Proc, url: str) -> httpx.Response:
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"{url} not ready in {START_TIMEOUT}s:\n{proc.log()[-3000:]}")
             await asyncio.sleep(0.5)
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """The value of one sample in a Prometheus exposition (0 when absent)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    return 0.0
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -14,14 +14,11 @@ import pytest
 from sqlalchemy import select
 
 from bot.conversations.models import Case
-from bot.db import make_engine, make_sessionmaker, session_scope
-from bot.migrate import upgrade_async
-from bot.seed import seed_demo
 from bot.settings import Settings
 from bot.teams.models import Staff
 from bot.tg import flows as tg_flows
 from tests.botapi import BotApiServer, GroupClient, UserClient
-from tests.live import DEMO_HASH, DEMO_PASSWORD, LiveServer, serve
+from tests.live import LiveServer, seed_database, serve
 
 STAFF_CHAT = -1009000000001
 SECRET = "tg-webhook-secret_1"
@@ -45,18 +42,8 @@ def seeded_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated and seeded SQLite file, built once; each test starts from a copy (seeding is slow)."""
     path = tmp_path_factory.mktemp("template") / "butler.db"
 
-    async def build() -> None:
-        url = f"sqlite+aiosqlite:///{path}"
-        await upgrade_async(url)
-        engine = make_engine(url)
-        try:
-            async with session_scope(make_sessionmaker(engine)) as session:
-                await seed_demo(session, password=DEMO_PASSWORD, password_hash=DEMO_HASH)
-        finally:
-            await engine.dispose()
-
     with ThreadPoolExecutor(1) as pool:  # its own event loop, away from the tests' loop
-        pool.submit(asyncio.run, build()).result()
+        pool.submit(asyncio.run, seed_database(f"sqlite+aiosqlite:///{path}")).result()
     return path
 
 
