@@ -80,9 +80,8 @@ def clock() -> FrozenClock:
     return FrozenClock()
 
 
-@pytest.fixture
-def settings(database_url: str) -> Settings:
-    """Settings for tests: the test database, no background workers."""
+def settings_for(database_url: str) -> Settings:
+    """Settings for tests: the given database, no background workers, no Telegram, no Redis."""
     return Settings(
         database_url=database_url,
         run_workers=False,
@@ -91,6 +90,12 @@ def settings(database_url: str) -> Settings:
         redis_url=None,
         kb_semantic="off",  # lexical matching: fast to build; semantic tests opt in
     )
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    """Settings for tests: the test database, no background workers."""
+    return settings_for(database_url)
 
 
 @pytest.fixture

@@ -241,12 +241,13 @@ async def create_staff(
         object_id=staff.id,
         actor_staff_id=actor_staff_id,
         now=now,
-        data={"username": username, **_snapshot(staff)},
+        data={"username": username, **staff_fields(staff)},
     )
     return staff, password
 
 
-def _snapshot(staff: Staff) -> dict[str, Any]:
+def staff_fields(staff: Staff) -> dict[str, Any]:
+    """The editable fields of a staff account (the admin form's values, the audit log's before/after)."""
     return {
         "display_name": staff.display_name,
         "role": staff.role,
@@ -278,10 +279,10 @@ async def update_staff(
             raise AdminError("you cannot take the admin role from yourself", "staff.self")
         if staff.active and await _other_active_admins(session, staff_id=staff.id) == 0:
             raise AdminError("this is the last active admin", "staff.last_admin")
-    before = _snapshot(staff)
+    before = staff_fields(staff)
     staff.display_name, staff.role, staff.languages = fields.display_name, fields.role, fields.languages
     staff.dealer_id, staff.capacity, staff.on_duty = fields.dealer_id, fields.capacity, fields.on_duty
-    after = _snapshot(staff)
+    after = staff_fields(staff)
     changes = {k: [before[k], after[k]] for k in after if before[k] != after[k]}
     await session.flush()
     if changes:

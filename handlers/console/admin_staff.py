@@ -33,15 +33,7 @@ def _values(staff: Staff | None = None) -> dict[str, Any]:
             "capacity": 20,
             "on_duty": True,
         }
-    return {
-        "username": staff.username,
-        "display_name": staff.display_name,
-        "role": staff.role,
-        "languages": list(staff.languages or []),
-        "dealer_id": staff.dealer_id,
-        "capacity": staff.capacity,
-        "on_duty": staff.on_duty,
-    }
+    return {"username": staff.username, **admin.staff_fields(staff)}
 
 
 @router.get("/staff", response_class=HTMLResponse)

@@ -28,7 +28,7 @@ from bot.runtime import Runtime
 from bot.settings import Settings
 from bot.teams.models import ButlerGroup, Customer, Dealer, Staff
 from escalation.models import SlaEvent, SlaTimer
-from tests.conftest import PG_URL, drop_pg_database, make_pg_database, need
+from tests.conftest import PG_URL, drop_pg_database, make_pg_database, need, settings_for
 
 
 @contextlib.asynccontextmanager
@@ -42,14 +42,7 @@ async def migrated_settings(backend: str, folder: Path) -> AsyncIterator[Setting
         url = await make_pg_database(base)
         await upgrade_async(url)
     try:
-        yield Settings(
-            database_url=url,
-            run_workers=False,
-            secret_key="test-secret",
-            telegram_token=None,
-            redis_url=None,
-            kb_semantic="off",
-        )
+        yield settings_for(url)
     finally:
         if backend != "sqlite":
             await drop_pg_database(PG_URL or "", url)

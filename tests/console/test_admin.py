@@ -25,7 +25,7 @@ from bot.teams.models import AuditLog, Staff
 from escalation.policy_store import SlaPolicyVersion, file_text, prepare_policies
 from handlers.console.admin_telegram import normalize_checks, settings_rows
 from knowledge.models import FaqEntry
-from tests.conftest import PG_URL, drop_pg_database, make_pg_database, need
+from tests.conftest import PG_URL, drop_pg_database, make_pg_database, need, settings_for
 from tests.live import DEMO_PASSWORD, LiveServer, serve
 
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -52,15 +52,7 @@ async def live(admin_backend: str, tmp_path_factory: pytest.TempPathFactory) -> 
         url = await make_pg_database(PG_URL)
     try:
         await upgrade_async(url)
-        settings = Settings(
-            database_url=url,
-            run_workers=False,
-            secret_key="test-secret",
-            telegram_token=None,
-            redis_url=None,
-            kb_semantic="off",
-        )
-        async with serve(settings) as server:
+        async with serve(settings_for(url)) as server:
             yield server
     finally:
         if admin_backend == "postgresql" and PG_URL:
@@ -518,7 +510,6 @@ async def test_telegram_check_and_link(live: LiveServer) -> None:
 
 
 def test_telegram_settings_are_masked_and_checks_normalized() -> None:
-    from bot.settings import Settings
 
     settings = Settings(
         database_url="sqlite+aiosqlite://",
