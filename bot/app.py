@@ -22,7 +22,7 @@ from bot.factory import build_runtime, close_runtime
 from bot.outbox.sender import OutboxSender
 from bot.runtime import Runtime
 from bot.settings import Settings
-from bot.teams.auth import LoginThrottle
+from bot.teams.auth import make_throttle
 from escalation.policy_store import prepare_policies, run_policy_refresh
 from handlers.api.routes import router as api_router
 from handlers.common import error_response
@@ -95,6 +95,7 @@ def create_app(
             for task in tasks:
                 with contextlib.suppress(BaseException):
                     await task
+            await app.state.throttle.close()
             await close_runtime(rt)
 
     app = FastAPI(
@@ -104,7 +105,7 @@ def create_app(
         description="Butler-team customer service for car owners: web chat, staff console, REST API.",
     )
     app.state.rt = rt
-    app.state.throttle = LoginThrottle()
+    app.state.throttle = make_throttle(settings.redis_url)
     app.add_middleware(
         SessionMiddleware,
         secret_key=settings.secret_key,

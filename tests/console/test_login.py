@@ -1,7 +1,13 @@
-"""Console and API login: throttling after repeated failures, cookie flags, CSRF on the login form."""
+"""Console and API login: throttling after repeated failures (shared through Redis), cookie flags, CSRF."""
 
 from __future__ import annotations
 
+import secrets
+
+import pytest
+
+from bot.teams.auth import LoginThrottled, RedisLoginThrottle
+from tests.conftest import REDIS_URL, need
 from tests.live import DEMO_PASSWORD, LiveServer
 
 
@@ -51,3 +57,34 @@ async def test_login_form_without_csrf_token_is_refused(live: LiveServer) -> Non
     r = await client.post("/console/login", data={"username": "butler1", "password": DEMO_PASSWORD})
     assert r.status_code in (400, 403), r.text
     assert (await client.get("/console/")).status_code in (303, 401)
+
+
+async def test_failures_count_across_processes_sharing_redis() -> None:
+    url = need(REDIS_URL, "BUTLER_TEST_REDIS_URL")
+    web1, web2 = RedisLoginThrottle(url), RedisLoginThrottle(url)  # two web processes
+    key = f"user-{secrets.token_hex(4)}|10.0.0.7"
+    try:
+        for throttle in (web1, web2, web1, web2, web1):
+            await throttle.check(key)
+            await throttle.failed(key)
+        for throttle in (web1, web2):  # five in all: refused in every process
+            with pytest.raises(LoginThrottled, match="try again in"):
+                await throttle.check(key)
+        await web2.check(f"other-{key}")  # another account is not affected
+        await web1.succeeded(key)  # a good login (after the window) resets it everywhere
+        await web2.check(key)
+    finally:
+        await web1.close()
+        await web2.close()
+
+
+async def test_throttle_keeps_counting_in_the_process_when_redis_is_away() -> None:
+    throttle = RedisLoginThrottle("redis://127.0.0.1:1/0")
+    try:
+        for _ in range(5):
+            await throttle.check("butler1|10.0.0.8")
+            await throttle.failed("butler1|10.0.0.8")
+        with pytest.raises(LoginThrottled):
+            await throttle.check("butler1|10.0.0.8")
+    finally:
+        await throttle.close()
