@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from bot.bus import make_bus
 from bot.clock import Clock, SystemClock
 from bot.conversations.routing import Router
@@ -26,6 +28,7 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None, router: Rou
         router=router or KnowledgeRouter(),
         answerer=KnowledgeAnswerer(MatcherConfig(semantic=settings.kb_semantic)),
         sla=SlaEngine(settings),
+        serial=asyncio.Lock() if engine.dialect.name == "sqlite" else None,
     )
 
 

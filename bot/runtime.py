@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -70,12 +72,15 @@ class Runtime:
     deliverers: dict[str, Deliverer] = field(default_factory=dict)
     sender: OutboxSender | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    # SQLite has one write lock, and its busy handler makes waiting writers sleep and poll (up to
+    # 100 ms a try, no order): units of work queue here instead, first come first served.
+    serial: asyncio.Lock | None = None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A unit of work: commit on success, then publish its live events (never before commit)."""
         async with self.maker() as session:
-            async with session.begin():
+            async with self.serial or contextlib.nullcontext(), session.begin():
                 yield session
             events = take_pending(session)
             run_after_commit(session)  # metrics count committed work only
