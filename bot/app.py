@@ -196,6 +196,7 @@ async def run_outbox_sender(rt: Runtime, stop: asyncio.Event) -> None:
         rt.deliverers,
         max_attempts=rt.settings.outbox_max_attempts,
         idle_seconds=rt.settings.outbox_poll_seconds,
+        serial=rt.serial,
     )
     rt.sender = sender
     # Rows committed by other processes announce themselves on the bus (Redis when scaled).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -21,6 +22,10 @@ from bot.outbox.models import OutboxRow
 log = logging.getLogger(__name__)
 LEASE_SECONDS = 60  # a row claimed by a sender that died goes back to the queue after this
 RELEASE_EVERY = 5.0  # seconds between looks for such rows while the pipeline runs
+# Each claim reads the queue (the oldest due row of every lane): with thousands of rows waiting for
+# Telegram's limits that is ~10 ms of database time, too much to pay for every row sent. So a busy
+# pipeline refills at most this often (a chat gets one message a second anyway), an empty one at once.
+REFILL_EVERY = 0.1
 
 
 @dataclass(frozen=True)
@@ -56,9 +61,9 @@ def backoff_seconds(attempt: int) -> float:
 class OutboxSender:
     """Claims due rows and hands them to the deliverer of their channel.
 
-    `run` is a pipeline: up to `batch` rows are in flight at once (never two of one lane), and a
-    lane's next row is claimed as soon as its previous one is recorded, so the deliverers always
-    have work queued. `run_pass` is one claim-deliver-record round (tests, one-off drains).
+    `run` is a pipeline: up to `batch` rows are in flight at once (never two of one lane), refilled
+    as they finish (see REFILL_EVERY), so the deliverers always have work queued. `run_pass` is one
+    claim-deliver-record round (tests, one-off drains).
     """
 
     def __init__(
@@ -70,6 +75,7 @@ class OutboxSender:
         max_attempts: int = 8,
         batch: int = 50,
         idle_seconds: float = 1.0,
+        serial: asyncio.Lock | None = None,
     ) -> None:
         self._maker = maker
         self._clock = clock
@@ -80,6 +86,9 @@ class OutboxSender:
         self._wake = asyncio.Event()
         self._next_due: datetime | None = None  # earliest retry this process scheduled
         self._released_at = 0.0
+        self._claimed_at = 0.0
+        self._more = True  # rows may be claimable: the last claim came back full, or a lane moved on
+        self._serial = serial  # SQLite: the process's write queue (Runtime.serial)
 
     def wake(self) -> None:
         """Run a pass now (a new row was committed)."""
@@ -97,7 +106,7 @@ class OutboxSender:
     async def _claim(self, limit: int, *, release: bool) -> list[OutboxRow]:
         """Lease up to `limit` due rows (returning expired leases to the queue first if asked)."""
         now = self._clock.now()
-        async with self._maker() as session, session.begin():
+        async with self._maker() as session, self._serial or contextlib.nullcontext(), session.begin():
             if release:
                 await outbox_service.release_expired_leases(session, now=now)
             return await outbox_service.claim_due(
@@ -110,7 +119,7 @@ class OutboxSender:
 
     async def _record_all(self, done: list[tuple[OutboxRow, DeliveryResult]]) -> None:
         """Store the outcomes of finished deliveries in one transaction."""
-        async with self._maker() as session, session.begin():
+        async with self._maker() as session, self._serial or contextlib.nullcontext(), session.begin():
             # One query loads the rows, so _record's gets hit the identity map (50 round trips
             # took ~0.5 s on a busy SQLite: a pause in which nothing was sent).
             loaded = await session.scalars(select(OutboxRow).where(OutboxRow.id.in_([r.id for r, _ in done])))
@@ -164,13 +173,18 @@ class OutboxSender:
                 if done:
                     await self._record_all(done)
                     done = []
-                if not stop.is_set() and len(flying) < self._batch:
+                    self._more = True  # those lanes' next rows may be due now
+                if not stop.is_set() and self._may_claim(len(flying)):
                     # Expired leases are looked for every few seconds, not on every refill.
                     release = time.monotonic() - self._released_at > RELEASE_EVERY
                     if release:
                         self._released_at = time.monotonic()
                     self._wake.clear()
-                    for row in await self._claim(self._batch - len(flying), release=release):
+                    self._claimed_at = time.monotonic()
+                    wanted = self._batch - len(flying)
+                    rows = await self._claim(wanted, release=release)
+                    self._more = len(rows) == wanted
+                    for row in rows:
                         flying[asyncio.create_task(self._deliver(row))] = row
             except Exception:
                 log.exception("outbox sender round failed; retrying shortly")
@@ -182,6 +196,19 @@ class OutboxSender:
             for task in [t for t in flying if t in finished]:
                 done.append((flying.pop(task), task.result()))
 
+    def _pending(self) -> bool:
+        """Whether a claim may find something (a row was announced, or see _more)."""
+        return self._more or self._wake.is_set()
+
+    def _may_claim(self, flying: int) -> bool:
+        """Claim into an empty pipeline at once, into a busy one every REFILL_EVERY; poll when idle."""
+        if flying >= self._batch:
+            return False
+        since = time.monotonic() - self._claimed_at
+        if since >= self._idle:  # the safety poll (rows announced while the bus was away)
+            return True
+        return self._pending() and (flying == 0 or since >= REFILL_EVERY)
+
     async def _wait(
         self, flying: dict[asyncio.Task[DeliveryResult], OutboxRow], stop: asyncio.Event
     ) -> set[asyncio.Future[Any]]:
@@ -190,13 +217,17 @@ class OutboxSender:
         if self._next_due is not None:
             ahead = (self._next_due - self._clock.now()).total_seconds()
             if ahead <= 0:
-                self._next_due = None
+                self._next_due, self._more = None, True  # a retry is due: claim it
             timeout = max(0.0, min(timeout, ahead))
         helpers: list[asyncio.Future[Any]] = []
         if not stop.is_set():
             helpers.append(asyncio.ensure_future(stop.wait()))
-            if len(flying) < self._batch:  # a wake-up only matters when there is room to claim
-                helpers.append(asyncio.ensure_future(self._wake.wait()))
+            if len(flying) < self._batch:  # room for more
+                if self._pending():  # claimable once the refill time comes (see _may_claim)
+                    timeout = min(timeout, self._claimed_at + REFILL_EVERY - time.monotonic())
+                else:  # a wake-up matters
+                    helpers.append(asyncio.ensure_future(self._wake.wait()))
+                timeout = max(0.0, min(timeout, self._claimed_at + self._idle - time.monotonic()))
         waited: list[asyncio.Future[Any]] = [*flying, *helpers]
         if not waited:  # stopping, nothing in flight
             return set()

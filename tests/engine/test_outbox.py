@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 from datetime import timedelta
 
 from sqlalchemy import select
 
-from bot.clock import FrozenClock
+from bot.clock import FrozenClock, SystemClock
 from bot.outbox import service as outbox_service
 from bot.outbox.models import OutboxRow
 from bot.outbox.sender import DeliveryResult, OutboxSender
@@ -104,3 +106,41 @@ async def test_lease_of_a_dead_sender_expires(rt: Runtime, clock: FrozenClock) -
     assert await sender.run_pass() == 0  # still leased by the "crashed" sender
     clock.advance(seconds=61)
     assert await sender.run_pass() == 1 and recorder.sent == [("l1", "m")]
+
+
+class Paced(Recorder):
+    """A deliverer that takes a moment per send, as Telegram's rate limits make it."""
+
+    async def deliver(self, row: OutboxRow) -> DeliveryResult:
+        await asyncio.sleep(random.uniform(0.005, 0.02))  # sends finish one by one, not in step
+        return await super().deliver(row)
+
+
+class CountingSender(OutboxSender):
+    """Counts claims (each one reads the whole queue)."""
+
+    claims = 0
+
+    async def _claim(self, limit: int, *, release: bool) -> list[OutboxRow]:
+        self.claims += 1
+        return await super()._claim(limit, release=release)
+
+
+async def test_a_busy_pipeline_claims_in_refills_not_once_per_row_and_keeps_lane_order(rt: Runtime) -> None:
+    paced = Paced()
+    sender = CountingSender(rt.maker, SystemClock(), {"test": paced}, batch=8, idle_seconds=0.05)
+    for lane in range(8):  # a backlog: lanes of 15 rows each
+        await _enqueue(rt, f"chat:{lane}", *(f"{lane}-{i:02d}" for i in range(15)))
+    stop = asyncio.Event()
+    task = asyncio.create_task(sender.run(stop))
+    for _ in range(400):
+        await asyncio.sleep(0.05)
+        if len(paced.sent) == 120:
+            break
+    stop.set()
+    await task
+    assert len(paced.sent) == 120
+    for lane in range(8):
+        assert [t for ln, t in paced.sent if ln == f"chat:{lane}"] == [f"{lane}-{i:02d}" for i in range(15)]
+    # One row per lane in flight, so claiming after each send took 38-46 claims here; refills take 16.
+    assert sender.claims <= 25, sender.claims
