@@ -10,15 +10,16 @@ Features carry a channel prefix so that one sparse index can hold all of them:
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import re
 import threading
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 CAR_WORDS_PATH = Path(__file__).parent / "data" / "car_words.txt"
 
@@ -138,31 +139,37 @@ def stem_en(word: str) -> str:
     return w
 
 
-class _Jieba:
-    """jieba with the car vocabulary, for the benchmarks' baselines; loaded on first use."""
+_LOAD_LOCK = threading.Lock()
+T = TypeVar("T")
 
-    _lock = threading.Lock()
-    _tok: Any = None
 
-    @classmethod
-    def get(cls) -> Any:
-        if cls._tok is None:
-            with cls._lock:
-                if cls._tok is None:
-                    import jieba
+def _loaded_once(load: Callable[[], T]) -> Callable[[], T]:
+    """`load` runs on first use only, even when several threads ask at once."""
+    cached = functools.cache(load)
 
-                    jieba.setLogLevel(logging.WARNING)
-                    tok = jieba.Tokenizer()
-                    tok.initialize()
-                    if CAR_WORDS_PATH.exists():
-                        tok.load_userdict(str(CAR_WORDS_PATH))
-                    cls._tok = tok
-        return cls._tok
+    def get() -> T:
+        with _LOAD_LOCK:
+            return cached()
+
+    return get
+
+
+@_loaded_once
+def _jieba() -> Any:
+    """jieba with the car vocabulary, for the benchmarks' baselines."""
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    tok = jieba.Tokenizer()
+    tok.initialize()
+    if CAR_WORDS_PATH.exists():
+        tok.load_userdict(str(CAR_WORDS_PATH))
+    return tok
 
 
 def jieba_words(text: str) -> list[str]:
     """Chinese words (search mode, so long compounds also yield their parts)."""
-    return [w for w in _Jieba.get().cut_for_search(text, HMM=True) if w.strip()]
+    return [w for w in _jieba().cut_for_search(text, HMM=True) if w.strip()]
 
 
 def _dictionary_lines(path: Path) -> Iterator[tuple[str, int]]:
@@ -173,37 +180,30 @@ def _dictionary_lines(path: Path) -> Iterator[tuple[str, int]]:
                 yield parts[0], int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 1
 
 
-class ZhDictionary:
+ZH_MAX_WORD = 6
+
+
+@_loaded_once
+def zh_words() -> Any:
     """The words of jieba's dictionary (plus the car vocabulary) as one sorted numpy array.
 
     Only membership is needed, so the 335,000 words of 2-6 characters live in ~8 MB instead of
-    jieba's 580,000-entry frequency dict (~60 MB per process, a quarter of a web worker's memory).
+    jieba's 580,000-entry frequency dict (~43 MB more per process).
     """
+    import numpy as np
 
-    MAX_LEN = 6
-    _lock = threading.Lock()
-    _words: Any = None
-
-    @classmethod
-    def words(cls) -> Any:
-        if cls._words is None:
-            with cls._lock:
-                if cls._words is None:
-                    import numpy as np
-
-                    # find_spec locates jieba's data without importing (and initialising) jieba.
-                    spec = importlib.util.find_spec("jieba")
-                    assert spec is not None and spec.submodule_search_locations
-                    sources = [Path(spec.submodule_search_locations[0]) / "dict.txt", CAR_WORDS_PATH]
-                    found = {
-                        w
-                        for path in sources
-                        if path.exists()
-                        for w, freq in _dictionary_lines(path)
-                        if freq > 0 and 2 <= len(w) <= cls.MAX_LEN
-                    }
-                    cls._words = np.sort(np.array(list(found), dtype=f"<U{cls.MAX_LEN}"))
-        return cls._words
+    # find_spec locates jieba's data without importing (and initialising) jieba.
+    spec = importlib.util.find_spec("jieba")
+    assert spec is not None and spec.submodule_search_locations
+    sources = [Path(spec.submodule_search_locations[0]) / "dict.txt", CAR_WORDS_PATH]
+    found = {
+        w
+        for path in sources
+        if path.exists()
+        for w, freq in _dictionary_lines(path)
+        if freq > 0 and 2 <= len(w) <= ZH_MAX_WORD
+    }
+    return np.sort(np.array(list(found), dtype=f"<U{ZH_MAX_WORD}"))
 
 
 def _runs(norm: str) -> Iterator[tuple[bool, str]]:
@@ -211,7 +211,7 @@ def _runs(norm: str) -> Iterator[tuple[bool, str]]:
         yield m.lastgroup == "cjk", m.group(0)
 
 
-def zh_dict_words(run: str, max_len: int = ZhDictionary.MAX_LEN) -> list[str]:
+def zh_dict_words(run: str, max_len: int = ZH_MAX_WORD) -> list[str]:
     """Every word of 2+ characters from jieba's dictionary (with the car vocabulary) inside ``run``.
 
     Unlike a segmentation this keeps overlapping words ("充电桩" yields 充电, 充电桩), which suits
@@ -220,11 +220,11 @@ def zh_dict_words(run: str, max_len: int = ZhDictionary.MAX_LEN) -> list[str]:
     import numpy as np
 
     n = len(run)
-    max_len = min(max_len, ZhDictionary.MAX_LEN)
+    max_len = min(max_len, ZH_MAX_WORD)
     candidates = [run[i:j] for i in range(n - 1) for j in range(i + 2, min(n, i + max_len) + 1)]
     if not candidates:
         return []
-    words = ZhDictionary.words()
+    words = zh_words()
     probe = np.array(candidates, dtype=words.dtype)
     at = np.minimum(np.searchsorted(words, probe), len(words) - 1)
     return [c for c, hit in zip(candidates, words[at] == probe, strict=True) if hit]
