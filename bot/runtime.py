@@ -43,6 +43,8 @@ class Answerer(Protocol):
 
     def suggest(self, text: str, *, locale: str, k: int = 3) -> list[AutoAnswer]: ...
 
+    def consult(self, text: str, *, locale: str) -> tuple[AutoAnswer | None, AutoAnswer | None]: ...
+
 
 class ChannelBridge(Protocol):
     """A push channel (Telegram): customer delivery, staff-side mirroring, staff notifications."""
@@ -88,7 +90,6 @@ class Runtime:
 
     async def publish(self, events: list[tuple[str, dict[str, Any]]]) -> None:
         """Send committed events to the bus, waking the local outbox sender directly."""
-        for topic, event in events:
-            if topic == "outbox" and self.sender is not None:
-                self.sender.wake()
-            await self.bus.publish(topic, event)
+        if self.sender is not None and any(topic == "outbox" for topic, _ in events):
+            self.sender.wake()
+        await self.bus.publish_many(events)
