@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import timedelta
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.errors import InvalidInput, NotFound
@@ -50,11 +51,16 @@ async def require_session(
     """The live session and its customer; NotFound for unknown or expired sessions."""
     if not session_id or len(session_id) > 64:
         raise NotFound("session.unknown", "unknown chat session; start a new one")
-    chat = await session.get(WebchatSession, session_id)
-    if chat is None:
+    found = (
+        await session.execute(
+            select(WebchatSession, Customer)
+            .join(Customer, Customer.id == WebchatSession.customer_id)
+            .where(WebchatSession.id == session_id)
+        )
+    ).first()
+    if found is None:
         raise NotFound("session.unknown", "unknown chat session; start a new one")
+    chat, customer = found
     if chat.expires_at <= rt.clock.now():
         raise NotFound("session.expired", "this chat session has expired; start a new one")
-    customer = await session.get(Customer, chat.customer_id)
-    assert customer is not None
     return chat, customer

@@ -94,6 +94,7 @@ async def post_chat_message(
                 text=body.text,
                 display_name=customer.display_name,
                 locale=customer.locale,
+                customer=customer,  # already loaded with the session: saves the identity lookup
             ),
         )
     return ChatMessageOut(
