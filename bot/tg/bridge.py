@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import metrics
 from bot.bookings import service as booking_service
 from bot.bookings.texts import tx
 from bot.conversations.enums import AuthorKind
@@ -35,6 +36,10 @@ ACTION_KINDS = {
     "onsite_repair": "onsite_repair",
     "parts_delivery": "parts_delivery",
 }
+# Groups whose topic row exists (rows are never deleted), per process: every mirrored message would
+# otherwise look it up again. Kept in Runtime.extras, so each runtime (and test database) has its own.
+TOPICS_KNOWN = "telegram_topics_known"
+TOPICS_KNOWN_MAX = 200_000
 
 
 def chat_lane(chat_id: int | str) -> str:
@@ -223,12 +228,23 @@ async def header_text(session: AsyncSession, rt: Runtime, *, group: ButlerGroup,
     )
 
 
+def _remember_topic(session: AsyncSession, known: set[int], group_id: int) -> None:
+    """Skip the topic lookup for this group from now on, once the row is surely committed."""
+    if len(known) >= TOPICS_KNOWN_MAX:  # a bound on memory; the lookups simply start again
+        known.clear()
+    metrics.after_commit(session, lambda: known.add(group_id))
+
+
 async def ensure_topic(session: AsyncSession, rt: Runtime, *, group: ButlerGroup) -> bool:
     """Queue the creation of the group's topic and its header, once; False if no staff chat."""
     chat_id = rt.settings.telegram_staff_chat_id
     if chat_id is None:
         return False
+    known: set[int] = rt.extras.setdefault(TOPICS_KNOWN, set())
+    if group.id in known:
+        return True
     if await session.get(TelegramTopic, group.id) is not None:
+        _remember_topic(session, known, group.id)
         return True
     customer = await session.get(Customer, group.customer_id)
     assert customer is not None
