@@ -51,6 +51,17 @@ class KnowledgeAnswerer:
             return None
         return self._auto(snap, decision.top.entry, decision.top.score, locale)
 
+    def consult(self, text: str, *, locale: str) -> tuple[AutoAnswer | None, AutoAnswer | None]:
+        """(the answer to send or None, the best match whatever its confidence) from one search."""
+        snap = self._snapshot
+        if snap is None or not text.strip():
+            return None, None
+        decision = snap.index.decide(text, locale=locale)
+        if decision.top is None:
+            return None, None
+        best = self._auto(snap, decision.top.entry, decision.top.score, locale)
+        return (best if decision.answer else None), best
+
     def suggest(self, text: str, *, locale: str, k: int = 3) -> list[AutoAnswer]:
         """The top k matches as suggestions for staff, whatever their confidence."""
         snap = self._snapshot
@@ -69,6 +80,7 @@ class KnowledgeAnswerer:
             text=chosen.answer,
             score=score,
             locale=chosen.locale,
+            category=entry.category,
             actions=snap.actions.get(entry.topic, ()),
         )
 

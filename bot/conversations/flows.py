@@ -130,9 +130,8 @@ async def receive_customer_message(session: AsyncSession, rt: Runtime, msg: Inbo
         return result
     kb_hint: str | None = None
     if msg.category is None and not msg.wants_person and rt.answerer is not None:
-        suggestions = rt.answerer.suggest(body, locale=customer.locale, k=1)
-        kb_hint = suggestions[0].category if suggestions else None
-        auto = rt.answerer.answer(body, locale=customer.locale)
+        auto, best = rt.answerer.consult(body, locale=customer.locale)
+        kb_hint = best.category if best else None
         # Complaints always go to a person, however well the FAQ matches.
         if auto is not None and not _is_complaint(rt, body, customer.locale):
             offer = await _asked_again_recently(session, rt, group_id=group.id)
