@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from bot.bus import EventBus, InProcessBus, RedisBus
 from tests.conftest import REDIS_URL, need
 
 
-async def _roundtrip(publisher: EventBus, subscriber: EventBus) -> list[dict[str, Any]]:
+async def _roundtrip(publisher: EventBus, subscriber: EventBus, *, many: bool = False) -> list[dict[str, Any]]:
     got: list[dict[str, Any]] = []
     stream = subscriber.subscribe(["group:1", "staff:2"])
 
@@ -23,24 +25,33 @@ async def _roundtrip(publisher: EventBus, subscriber: EventBus) -> list[dict[str
 
     task = asyncio.create_task(consume())
     await asyncio.sleep(0.3)  # let the subscription register
-    await publisher.publish("group:1", {"type": "message.new", "message_id": 5})
-    await publisher.publish("other", {"type": "ignored"})
-    await publisher.publish("staff:2", {"type": "case.new", "case_id": 7})
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("group:1", {"type": "message.new", "message_id": 5}),
+        ("other", {"type": "ignored"}),
+        ("staff:2", {"type": "case.new", "case_id": 7}),
+    ]
+    if many:  # a unit of work's events, in one call (one round trip on Redis)
+        await publisher.publish_many(events)
+    else:
+        for topic, event in events:
+            await publisher.publish(topic, event)
     await asyncio.wait_for(task, 5)
     return got
 
 
-async def test_in_process_bus_delivers_to_subscribed_topics_only() -> None:
+@pytest.mark.parametrize("many", [False, True])
+async def test_in_process_bus_delivers_to_subscribed_topics_only(many: bool) -> None:
     bus = InProcessBus()
-    got = await _roundtrip(bus, bus)
+    got = await _roundtrip(bus, bus, many=many)
     assert [e["topic"] for e in got] == ["group:1", "staff:2"] and got[1]["case_id"] == 7
 
 
-async def test_redis_bus_crosses_connections() -> None:
+@pytest.mark.parametrize("many", [False, True])
+async def test_redis_bus_crosses_connections_in_order(many: bool) -> None:
     url = need(REDIS_URL, "BUTLER_TEST_REDIS_URL")
     publisher, subscriber = RedisBus(url), RedisBus(url)
     try:
-        got = await _roundtrip(publisher, subscriber)
+        got = await _roundtrip(publisher, subscriber, many=many)
         assert [e["type"] for e in got] == ["message.new", "case.new"]
     finally:
         await publisher.close()
@@ -50,4 +61,5 @@ async def test_redis_bus_crosses_connections() -> None:
 async def test_redis_bus_publish_survives_an_unreachable_server() -> None:
     bus = RedisBus("redis://127.0.0.1:1/0")
     await bus.publish("group:1", {"type": "message.new"})  # logged and dropped, never raised
+    await bus.publish_many([("group:1", {"type": "message.new"}), ("staff:2", {"type": "notice"})])
     await bus.close()

@@ -151,3 +151,20 @@ async def test_an_edited_entry_is_matched_by_every_process(settings: Settings, r
         await close_runtime(b)
     async with rt.maker() as session:
         assert await session.scalar(select(func.count()).select_from(Case)) == 0
+
+
+async def test_one_consultation_gives_the_answer_and_the_routing_hint(rt: Runtime) -> None:
+    """consult = answer + the best match (whatever its confidence), with the entry's category."""
+    await _ready(rt)
+    answerer = rt.answerer
+    assert isinstance(answerer, KnowledgeAnswerer)
+    sure = "How often do I need to service my car?"
+    auto, best = answerer.consult(sure, locale="en")
+    assert auto is not None and auto == answerer.answer(sure, locale="en") and best == auto
+    assert best.category == "service"
+    unsure = "我上周在你们店里落下了一把黑色雨伞，能帮我找找吗"
+    auto, best = answerer.consult(unsure, locale="zh-CN")
+    assert auto is None and answerer.answer(unsure, locale="zh-CN") is None
+    top = answerer.suggest(unsure, locale="zh-CN", k=1)
+    assert best is not None and [best] == top  # the near miss still hints at a category
+    assert answerer.consult("   ", locale="en") == (None, None)

@@ -6,7 +6,7 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from bot.bookings import flows as booking_flows
 from bot.bookings.flows import Answer
@@ -18,7 +18,7 @@ from bot.outbox.models import OutboxRow
 from bot.runtime import Runtime
 from bot.seed import seed_demo
 from bot.teams.enums import Channel
-from bot.teams.models import Customer
+from bot.teams.models import ButlerGroup, Customer
 from bot.tg import bridge
 from bot.tg import flows as tg_flows
 from bot.tg import service as tg_service
@@ -133,10 +133,37 @@ async def test_topic_is_requested_once_even_concurrently(tg_rt: Runtime) -> None
     assert creates == 1 and first is not None and first.kind == "create_topic"
 
 
+async def test_a_known_topic_is_not_looked_up_again_unless_its_creation_rolled_back(tg_rt: Runtime) -> None:
+    """The per-process memory of topic rows only learns from committed transactions."""
+    user = TgUser(9103, 9103, "Lin Tao", language_code="en")
+    async with tg_rt.transaction() as session:
+        welcome = await tg_flows.start_customer(session, tg_rt, user=user)
+    gid = welcome.group.id
+    lookups: list[str] = []
+
+    def _seen(_c: object, _cur: object, statement: str, *_a: object) -> None:
+        if "telegram_topics" in statement and statement.lstrip().upper().startswith("SELECT"):
+            lookups.append(statement)
+
+    event.listen(tg_rt.engine.sync_engine, "before_cursor_execute", _seen)
+    try:
+        with pytest.raises(RuntimeError):  # a unit of work that finds the row, then fails
+            async with tg_rt.transaction() as session:
+                group = await session.get(ButlerGroup, gid)
+                assert group is not None and await bridge.ensure_topic(session, tg_rt, group=group)
+                raise RuntimeError("rolled back")
+        assert gid not in tg_rt.extras.get(bridge.TOPICS_KNOWN, set())
+        await ensure(tg_rt, gid)  # finds the row and commits: remembered
+        assert gid in tg_rt.extras[bridge.TOPICS_KNOWN]
+        before = len(lookups)
+        await ensure(tg_rt, gid)
+        assert len(lookups) == before == 2
+    finally:
+        event.remove(tg_rt.engine.sync_engine, "before_cursor_execute", _seen)
+
+
 async def ensure(rt: Runtime, group_id: int) -> None:
     """ensure_topic in its own transaction."""
-    from bot.teams.models import ButlerGroup
-
     async with rt.transaction() as session:
         group = await session.get(ButlerGroup, group_id)
         assert group is not None
