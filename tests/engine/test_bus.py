@@ -11,7 +11,9 @@ from bot.bus import EventBus, InProcessBus, RedisBus
 from tests.conftest import REDIS_URL, need
 
 
-async def _roundtrip(publisher: EventBus, subscriber: EventBus, *, many: bool = False) -> list[dict[str, Any]]:
+async def _roundtrip(
+    publisher: EventBus, subscriber: EventBus, *, many: bool = False
+) -> list[dict[str, Any]]:
     got: list[dict[str, Any]] = []
     stream = subscriber.subscribe(["group:1", "staff:2"])
 
