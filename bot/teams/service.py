@@ -49,11 +49,15 @@ async def find_or_create_customer(
     now: datetime,
 ) -> tuple[Customer, ChannelIdentity, bool]:
     """Return the customer behind a channel identity, creating both on first contact."""
-    identity = await get_identity(session, channel=channel, external_id=external_id)
-    if identity is not None:
-        customer = await session.get(Customer, identity.customer_id)
-        assert customer is not None
-        return customer, identity, False
+    known = (
+        await session.execute(
+            select(ChannelIdentity, Customer)
+            .join(Customer, Customer.id == ChannelIdentity.customer_id)
+            .where(ChannelIdentity.channel == channel, ChannelIdentity.external_id == external_id)
+        )
+    ).first()
+    if known is not None:  # every message after the first: one query for both
+        return known[1], known[0], False
     if dealer_id is DEFAULT_DEALER:  # looked up on creation only, not on every message
         dealer_id = await default_dealer_id(session)
     assert dealer_id is None or isinstance(dealer_id, int)
