@@ -18,7 +18,7 @@ from knowledge.router import KnowledgeRouter
 
 def build_runtime(settings: Settings, *, clock: Clock | None = None, router: Router | None = None) -> Runtime:
     """Wire the collaborators; nothing connects until first use."""
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
     return Runtime(
         settings=settings,
         engine=engine,

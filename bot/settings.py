@@ -18,6 +18,12 @@ class Settings(BaseSettings):
         "sqlite+aiosqlite:///./var/butler.db",
         description="SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db",
     )
+    db_pool_size: int = Field(
+        20,
+        ge=1,
+        le=200,
+        description="PostgreSQL connections each process keeps open (plus up to 5 more in bursts)",
+    )
     redis_url: str | None = Field(None, description="redis://host:6379/0 enables the Redis bus and limiter")
     secret_key: str = Field(
         "dev-insecure-change-me", description="signs session cookies and API tokens; set it in production"
