@@ -182,11 +182,15 @@ async def record_ref(session: AsyncSession, *, message_id: int, chat_id: int, ex
     )
 
 
-async def clear_topic_thread(session: AsyncSession, *, group_id: int) -> None:
-    """Forget a topic Telegram no longer knows (deleted by an admin), so it is created again."""
-    topic = await session.get(TelegramTopic, group_id)
-    if topic is not None:
-        topic.thread_id = None
+async def clear_topic_thread(session: AsyncSession, *, group_id: int, thread_id: int | None = None) -> None:
+    """Forget a topic Telegram no longer knows (deleted by an admin), so it is created again.
+
+    With `thread_id`, only if that is still the stored thread (not one created since).
+    """
+    topic = await session.get(TelegramTopic, group_id, populate_existing=True)
+    if topic is None or (thread_id is not None and topic.thread_id != thread_id):
+        return
+    topic.thread_id = None
     group = await session.get(ButlerGroup, group_id)
     if group is not None:
         group.telegram_thread_id = None

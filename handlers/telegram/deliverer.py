@@ -85,6 +85,9 @@ class TelegramDeliverer:
         self._initialized = False
         self._blocked_until: dict[str, float] = {}
         self._active: dict[int, tuple[bool, float]] = {}
+        # group id -> its topic's thread id. A thread id only changes when Telegram says the topic is
+        # gone (see _bad_request), so every mirrored message need not read it from the database.
+        self._threads: dict[int, int] = {}
         self._waiting_groups: set[int] = set()
         settings = rt.settings
         self._overall_limit = max(1, int(settings.telegram_overall_per_second))
@@ -291,18 +294,27 @@ class TelegramDeliverer:
 
     async def _thread(self, group_id: int, chat_id: int, name: str | None) -> int | None:
         """The topic's thread id, creating the topic now if it does not exist yet."""
+        known = self._threads.get(group_id)
+        if known is not None:
+            return known
         async with self.rt.maker() as session:
             topic = await tg_service.get_topic(session, group_id=group_id)
         if topic is None:
             return None
         if topic.thread_id is not None:
-            return topic.thread_id
+            return self._remember_thread(group_id, topic.thread_id)
         created = await self.bot.create_forum_topic(chat_id=chat_id, name=(name or topic.name)[:128])
         async with self.rt.transaction() as session:
             await tg_service.set_topic_thread(
                 session, group_id=group_id, thread_id=created.message_thread_id, now=self.rt.clock.now()
             )
-        return created.message_thread_id
+        return self._remember_thread(group_id, created.message_thread_id)
+
+    def _remember_thread(self, group_id: int, thread_id: int) -> int:
+        if len(self._threads) >= 100_000:  # a bound on memory; lookups simply start again
+            self._threads.clear()
+        self._threads[group_id] = thread_id
+        return thread_id
 
     async def _rate_limited(self, chat_id: int, seconds: float, exc: Exception) -> DeliveryResult:
         """Honour a 429: nothing goes to the chat, nor from the bot at all, before retry_after.
@@ -338,8 +350,11 @@ class TelegramDeliverer:
         """400s are permanent, except a deleted topic (re-created on the retry) and topic creation."""
         text = str(exc).lower()
         if "thread not found" in text and "group_id" in row.payload:
+            group_id = int(row.payload["group_id"])
+            gone = self._threads.pop(group_id, None)
             async with self.rt.transaction() as session:
-                await tg_service.clear_topic_thread(session, group_id=int(row.payload["group_id"]))
+                # Only the thread we sent to: another sender may have created the new one already.
+                await tg_service.clear_topic_thread(session, group_id=group_id, thread_id=gone)
             return DeliveryResult(ok=False, error=f"400: {exc}; topic will be created again")
         if row.kind == "create_topic":
             # Usually missing rights or topics disabled: retry with backoff while an admin fixes it.

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from bot.conversations.models import Case, Message
 from bot.conversations.views import signature
 from bot.teams.models import Membership, Staff
+from bot.tg.models import TelegramTopic
 from tests.botapi import BotApiServer, GroupClient, SentMessage, Topic, UserClient
 from tests.botapi.media import png_bytes
 from tests.live import LiveServer
@@ -144,3 +145,27 @@ async def test_replies_and_edits_follow_across_chats(
     assert answer.text == f"{await signed(live)}\nNormal: it is the charging coil."
     assert edited is not None and edited.meta.get("edited_at")
     assert thread == copy.thread_id
+
+
+async def test_a_deleted_topic_is_created_again_once(
+    butler: Butler, botapi: BotApiServer, staff_group: GroupClient
+) -> None:
+    """The deliverer remembers thread ids; when Telegram says the thread is gone it asks again."""
+    customer = botapi.user(4504, "Zhou Min", language_code="en")
+    async with butler() as live:
+        await customer.send_text(QUESTION)
+        await botapi.wait_for_sent(STAFF_CHAT, lambda m: QUESTION in (m.text or ""))
+        await customer.send_text("Still humming tonight")  # sent with the remembered thread id
+        await botapi.wait_for_sent(STAFF_CHAT, lambda m: "Still humming" in (m.text or ""))
+        [old] = botapi.topics(STAFF_CHAT)
+        del staff_group.chat.topics[old.message_thread_id]  # an admin deleted the topic
+        await customer.send_text("Any news?")
+        again = (await botapi.wait_for_sent(STAFF_CHAT, lambda m: "Any news?" in (m.text or "")))[0]
+        await customer.send_text("Thanks")
+        await botapi.wait_for_sent(STAFF_CHAT, lambda m: "Thanks" in (m.text or ""))
+        [new] = botapi.topics(STAFF_CHAT)
+        async with live.rt.maker() as session:
+            stored = await session.scalar(select(TelegramTopic.thread_id))
+    assert new.message_thread_id != old.message_thread_id
+    assert again.thread_id == new.message_thread_id == stored
+    assert [m.thread_id for m in staff_group.sent() if "Thanks" in (m.text or "")] == [stored]
