@@ -139,8 +139,11 @@ async def recreate_pg(url: str) -> None:
     """Drop and create the benchmark database named in `url` (connects to `postgres` for that)."""
     import asyncpg  # type: ignore[import-untyped]
 
-    base, name = url.rsplit("/", 1)
-    dsn = base.replace("postgresql+asyncpg", "postgresql") + "/postgres"
+    from sqlalchemy.engine import make_url
+
+    target = make_url(url)  # also postgresql+asyncpg://user@/db?host=/var/run/postgresql (Unix socket)
+    name = target.database
+    dsn = target.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
