@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import itertools
 import json
-import os
 import sys
 import tempfile
 import time
@@ -66,16 +65,7 @@ def log(text: str) -> None:
 
 def named_cpu(name: str) -> float:
     """CPU seconds of every process whose command name is `name` (postgres, redis-server)."""
-    total = 0.0
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            if Path(entry.path, "comm").read_text().strip() == name:
-                total += lp.cpu_seconds(int(entry.name))
-        except (OSError, ValueError, IndexError):
-            continue  # the process ended meanwhile
-    return total
+    return sum(lp.cpu_seconds(pid) for pid in lp.pids_named(name))
 
 
 class Customers:

@@ -232,12 +232,10 @@ async def run_mode(mode: str, n: int, server: BotApiServer, args: argparse.Names
             await asyncio.sleep(0.5)  # the second uvicorn worker may still be importing
             pids = lp.labelled_pids(kids)
         pids["harness"] = [os.getpid()]
-        if url and url.startswith("postgresql"):
-            pids["postgres"] = await lp.pg_backend_pids(url)
+        if url and url.startswith("postgresql"):  # the whole server, looked up again at every step
+            pids["postgres"] = lp.pids_named("postgres")
         paths = ["telegram"] if mode == "echo" else args.paths.split(",")
         for path in paths:
-            if url and url.startswith("postgresql"):  # pools grow with load: count every backend
-                pids["postgres"] = await lp.pg_backend_pids(url)
             result["paths"][path] = await run_path(
                 path, mode, n * 2 + len(result["paths"]), server, args, port, pids
             )

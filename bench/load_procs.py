@@ -59,6 +59,17 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def pids_named(name: str) -> list[int]:
+    """Every process whose command name is `name` (the whole PostgreSQL server: run under the lock)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if Path(entry.path, "comm").read_text().strip() == name:
+                    found.append(int(entry.name))
+    return found
+
+
 def children(pid: int) -> list[int]:
     """Direct children of a process."""
     found = []
@@ -93,8 +104,11 @@ class Sampler:
 
     def _cpu_delta(self, label: str) -> float:
         """CPU used since start by the group's processes still alive (a closed pool connection's
-        backend is gone, and its time with it)."""
+        backend is gone, and its time with it). The "postgres" group is every PostgreSQL process
+        at the end, so backends opened during the step count too (all their time is in the step)."""
         total = 0.0
+        if label == "postgres":
+            self.pids[label] = pids_named("postgres")
         for p in self.pids[label]:
             now = cpu_seconds(p)
             if now > 0:
@@ -106,6 +120,8 @@ class Sampler:
 
     def start(self) -> None:
         """Snapshot CPU times and start polling RSS."""
+        if "postgres" in self.pids:
+            self.pids["postgres"] = pids_named("postgres")
         self.t0 = time.monotonic()
         self.cpu0 = {k: self._cpu(k) for k in self.pids}
         self.cpu_pid = {p: cpu_seconds(p) for group in self.pids.values() for p in group}
@@ -138,7 +154,6 @@ class Sampler:
 async def recreate_pg(url: str) -> None:
     """Drop and create the benchmark database named in `url` (connects to `postgres` for that)."""
     import asyncpg  # type: ignore[import-untyped]
-
     from sqlalchemy.engine import make_url
 
     target = make_url(url)  # also postgresql+asyncpg://user@/db?host=/var/run/postgresql (Unix socket)
@@ -288,19 +303,6 @@ def _cmdline(pid: int) -> str:
     with contextlib.suppress(OSError):
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     return ""
-
-
-async def pg_backend_pids(url: str) -> list[int]:
-    """PIDs of the PostgreSQL backends serving the benchmark database (the server is local)."""
-    import asyncpg
-
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
-    try:
-        rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
-        me = conn.get_server_pid()
-    finally:
-        await conn.close()
-    return [r["pid"] for r in rows if r["pid"] != me]
 
 
 def summary(values: list[float], p: float) -> float:
