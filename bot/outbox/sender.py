@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 LEASE_SECONDS = 60  # a row claimed by a sender that died goes back to the queue after this
 RELEASE_EVERY = 5.0  # seconds between looks for such rows while the pipeline runs
 # Each claim reads the queue (the oldest due row of every lane): with thousands of rows waiting for
-# Telegram's limits that is ~10 ms of database time, too much to pay for every row sent. So a busy
-# pipeline refills at most this often (a chat gets one message a second anyway), an empty one at once.
+# Telegram's limits that is ~10 ms of database time, too much to pay for every row sent. So the
+# sender claims at most this often (a chat gets one message a second anyway).
 REFILL_EVERY = 0.1
 
 
@@ -201,13 +201,18 @@ class OutboxSender:
         return self._more or self._wake.is_set()
 
     def _may_claim(self, flying: int) -> bool:
-        """Claim into an empty pipeline at once, into a busy one every REFILL_EVERY; poll when idle."""
+        """Claim at most every REFILL_EVERY, however empty the pipeline; poll when idle.
+
+        An empty pipeline does not claim at once either: when the claimed rows come straight back
+        (rate limited, chat gone), every new row's wake-up would otherwise start another claim
+        (seen: 57 claims a second, PostgreSQL busy 80% of the time with them).
+        """
         if flying >= self._batch:
             return False
         since = time.monotonic() - self._claimed_at
         if since >= self._idle:  # the safety poll (rows announced while the bus was away)
             return True
-        return self._pending() and (flying == 0 or since >= REFILL_EVERY)
+        return self._pending() and since >= REFILL_EVERY
 
     async def _wait(
         self, flying: dict[asyncio.Task[DeliveryResult], OutboxRow], stop: asyncio.Event
