@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import and_, exists, func, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -47,9 +47,12 @@ async def claim_due(
 ) -> list[OutboxRow]:
     """Lease the oldest due row of each lane (never two of one lane at once, so lane order holds)."""
     older = aliased(OutboxRow)
-    blocked = exists().where(
-        and_(older.lane == OutboxRow.lane, older.id < OutboxRow.id, older.status.in_((PENDING, SENDING)))
-    )
+    # The statuses are written into the SQL, not bound: only then can PostgreSQL prove that the
+    # probe may use the partial index of unsent rows (ix_outbox_unsent_lane_id). With parameters its
+    # generic plan (asyncpg prepares statements) scanned every unsent row per candidate: 425 ms
+    # per claim with 1,400 rows queued, 3.6 ms with the literals.
+    unsent = older.status.in_([literal_column(f"'{PENDING}'"), literal_column(f"'{SENDING}'")])
+    blocked = exists().where(and_(older.lane == OutboxRow.lane, older.id < OutboxRow.id, unsent))
     query = (
         select(OutboxRow)
         .where(OutboxRow.status == PENDING, OutboxRow.next_attempt_at <= now, ~blocked)
