@@ -54,6 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--with-worker", action="store_true", help="run `butler worker` too (sends the replies, SLA passes)"
     )
+    p.add_argument(
+        "--embedded", action="store_true", help="`butler run` on SQLite instead (sender and SLA worker inside)"
+    )
     p.add_argument("--out", type=Path, default=Path("var/bench-cpu.json"))
     return p.parse_args(argv)
 
@@ -167,26 +170,34 @@ async def measure_path(
 async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Prepare the database, start `butler web`, measure each path."""
     workdir = Path(tempfile.mkdtemp(prefix="butler-cpu-"))
-    await lp.recreate_pg(args.database_url)
-    await lp.flush_redis(args.redis_url)
-    lp.migrate(args.database_url)
-    await lp.seed(args.database_url)
+    url, redis = args.database_url, args.redis_url
+    if args.embedded:
+        url, redis = f"sqlite+aiosqlite:///{workdir}/butler.db", None
+    else:
+        await lp.recreate_pg(url)
+        await lp.flush_redis(redis)
+    lp.migrate(url)
+    await lp.seed(url)
     port = lp.free_port()
     # The bot asks the Bot API who it is before its first update; nothing else reaches it (no worker).
     server = BotApiServer(rate_limits=False)
     await server.start()
     env = lp.butler_env(
-        db_url=args.database_url,
-        redis_url=args.redis_url,
+        db_url=url,
+        redis_url=redis,
         port=port,
         api_url=server.url,
         token=DEFAULT_TOKEN,
         staff_chat=STAFF_CHAT,
         workdir=workdir,
     )
-    kids = [lp.spawn("web", [*lp.BUTLER, "web", "--workers", "1"], env, workdir)]
-    if args.with_worker:
+    if args.embedded:
+        kids = [lp.spawn("run", [*lp.BUTLER, "run", "--no-demo"], env, workdir)]
+    else:
+        kids = [lp.spawn("web", [*lp.BUTLER, "web", "--workers", "1"], env, workdir)]
+    if args.with_worker or args.embedded:
         server.supergroup(STAFF_CHAT, "Butler staff", bot_rights={"can_manage_topics": True})
+    if args.with_worker and not args.embedded:
         kids.append(lp.spawn("worker", [*lp.BUTLER, "worker"], env, workdir))
     results = []
     try:

@@ -232,7 +232,20 @@ def measure(tracker: Tracker, keys: list[Key], *, rate: float, target: float) ->
         "p99": p99,
         "max": max(padded) if padded else float("inf"),
         "ok": missing == 0 and p99 <= target,
+        "timeline": timeline(tracker, keys, first),
     }
+
+
+def timeline(tracker: Tracker, keys: list[Key], first: float) -> list[list[float]]:
+    """Per second of sending: [p50, max] latency in ms of the messages scheduled in it (stalls show)."""
+    by_second: dict[int, list[float]] = defaultdict(list)
+    for k in keys:
+        late = tracker.done[k] - tracker.sched[k] if k in tracker.done else float("inf")
+        by_second[int(tracker.sched[k] - first)].append(late)
+    return [
+        [round(summary(v, 50) * 1000), round(max(v) * 1000) if max(v) < float("inf") else -1]
+        for _, v in sorted(by_second.items())
+    ]
 
 
 async def step(
