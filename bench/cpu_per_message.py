@@ -55,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--with-worker", action="store_true", help="run `butler worker` too (sends the replies, SLA passes)"
     )
     p.add_argument(
-        "--embedded", action="store_true", help="`butler run` on SQLite instead (sender and SLA worker inside)"
+        "--embedded", action="store_true", help="`butler run` on SQLite (sender, SLA worker inside)"
     )
     p.add_argument("--out", type=Path, default=Path("var/bench-cpu.json"))
     return p.parse_args(argv)
