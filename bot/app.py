@@ -197,6 +197,7 @@ async def run_outbox_sender(rt: Runtime, stop: asyncio.Event) -> None:
         max_attempts=rt.settings.outbox_max_attempts,
         idle_seconds=rt.settings.outbox_poll_seconds,
         serial=rt.serial,
+        publish=rt.publish,
     )
     rt.sender = sender
     # Rows committed by other processes announce themselves on the bus (Redis when scaled).

@@ -7,7 +7,8 @@ import contextlib
 import logging
 import random
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -15,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import metrics
+from bot.bus import take_pending
 from bot.clock import Clock
 from bot.outbox import service as outbox_service
 from bot.outbox.models import OutboxRow
@@ -37,6 +39,9 @@ class DeliveryResult:
     permanent: bool = False  # no point retrying (blocked, chat gone, bad request)
     error: str | None = None
     external_id: str | None = None
+    # Bookkeeping of a successful send (the copy's platform id, say), done in the transaction that
+    # records the result: one write per send instead of two (SQLite: one turn at the write lock).
+    after: Callable[[AsyncSession], Awaitable[None]] | None = field(default=None, compare=False)
 
 
 class Deliverer(Protocol):
@@ -76,6 +81,7 @@ class OutboxSender:
         batch: int = 50,
         idle_seconds: float = 1.0,
         serial: asyncio.Lock | None = None,
+        publish: Callable[[list[tuple[str, dict[str, Any]]]], Awaitable[None]] | None = None,
     ) -> None:
         self._maker = maker
         self._clock = clock
@@ -89,6 +95,7 @@ class OutboxSender:
         self._claimed_at = 0.0
         self._more = True  # rows may be claimable: the last claim came back full, or a lane moved on
         self._serial = serial  # SQLite: the process's write queue (Runtime.serial)
+        self._publish = publish  # live events of the follow-ups (Runtime.publish)
 
     def wake(self) -> None:
         """Run a pass now (a new row was committed)."""
@@ -118,14 +125,53 @@ class OutboxSender:
             )
 
     async def _record_all(self, done: list[tuple[OutboxRow, DeliveryResult]]) -> None:
-        """Store the outcomes of finished deliveries in one transaction."""
-        async with self._maker() as session, self._serial or contextlib.nullcontext(), session.begin():
-            # One query loads the rows, so _record's gets hit the identity map (50 round trips
-            # took ~0.5 s on a busy SQLite: a pause in which nothing was sent).
-            loaded = await session.scalars(select(OutboxRow).where(OutboxRow.id.in_([r.id for r, _ in done])))
-            held = loaded.all()  # noqa: F841 - keeps the rows in the (weak) identity map
-            for row, result in done:
-                await self._record(session, row, result)
+        """Store the outcomes of finished deliveries, with their follow-ups, in one transaction.
+
+        A failing follow-up must not keep a sent row from being recorded (it would be sent again):
+        then the outcomes are stored alone, and each follow-up is tried in its own transaction.
+        """
+        try:
+            await self._record_batch(done, follow_ups=True)
+        except Exception:
+            if not any(result.after is not None for _, result in done):
+                raise
+            log.exception("recording deliveries with their follow-ups failed; recording them alone")
+            await self._record_batch(done, follow_ups=False)
+            for _row, result in done:
+                if result.ok and result.after is not None:
+                    await self._follow_up_alone(result.after)
+        now = self._clock.now()
+        for row, result in done:
+            metrics.observe_delivery(row.channel, _outcome(result), created_at=row.created_at, now=now)
+
+    async def _record_batch(self, done: list[tuple[OutboxRow, DeliveryResult]], *, follow_ups: bool) -> None:
+        async with self._maker() as session:
+            async with self._serial or contextlib.nullcontext(), session.begin():
+                # One query loads the rows, so _record's gets hit the identity map (50 round trips
+                # took ~0.5 s on a busy SQLite: a pause in which nothing was sent).
+                ids = [r.id for r, _ in done]
+                held = (await session.scalars(select(OutboxRow).where(OutboxRow.id.in_(ids)))).all()  # noqa: F841
+                for row, result in done:
+                    await self._record(session, row, result)
+                    if follow_ups and result.ok and result.after is not None:
+                        await result.after(session)
+            await self._published(session)
+
+    async def _follow_up_alone(self, after: Callable[[AsyncSession], Awaitable[None]]) -> None:
+        try:
+            async with self._maker() as session:
+                async with self._serial or contextlib.nullcontext(), session.begin():
+                    await after(session)
+                await self._published(session)
+        except Exception:
+            log.exception("a delivery's follow-up failed; the send itself is recorded")
+
+    async def _published(self, session: AsyncSession) -> None:
+        """Hand the committed follow-ups' live events on (an edit they queued wakes the senders)."""
+        events = take_pending(session)
+        metrics.run_after_commit(session)
+        if events and self._publish is not None:
+            await self._publish(events)
 
     async def _deliver(self, row: OutboxRow) -> DeliveryResult:
         try:
@@ -139,7 +185,6 @@ class OutboxSender:
         if stored is None:
             return
         now = self._clock.now()
-        metrics.observe_delivery(row.channel, _outcome(result), created_at=stored.created_at, now=now)
         if result.ok:
             stored.status, stored.sent_at, stored.last_error = outbox_service.SENT, now, None
             return

@@ -8,6 +8,7 @@ other 4xx -> permanent; 5xx and timeouts -> retry with backoff.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import warnings
@@ -146,17 +147,17 @@ class TelegramDeliverer:
             if waited is not None:
                 return waited
             sent = await self._call(payload, prepared)
+            after = None
             if row.message_id is not None:
-                async with self.rt.transaction() as session:
-                    await tg_flows.copy_sent(
-                        session,
-                        self.rt,
-                        message_id=row.message_id,
-                        chat_id=chat_id,
-                        external_id=sent.message_id,
-                        queued_at=row.created_at,
-                    )
-            return DeliveryResult(ok=True, external_id=str(sent.message_id))
+                after = functools.partial(
+                    tg_flows.copy_sent,
+                    rt=self.rt,
+                    message_id=row.message_id,
+                    chat_id=chat_id,
+                    external_id=sent.message_id,
+                    queued_at=row.created_at,
+                )
+            return DeliveryResult(ok=True, external_id=str(sent.message_id), after=after)
         except RetryAfter as exc:
             return await self._rate_limited(chat_id, retry_seconds(exc), exc)
         except Forbidden as exc:

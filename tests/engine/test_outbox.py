@@ -186,3 +186,73 @@ async def test_the_claim_uses_the_unsent_lane_index_even_in_a_generic_plan(rt: R
         await driver.execute("RESET plan_cache_mode")
     plan = "\n".join(row[0] for row in lines)
     assert "ix_outbox_unsent_lane_id" in plan, plan
+
+
+class FollowingUp(Recorder):
+    """A deliverer whose sends leave bookkeeping for the sender's record transaction."""
+
+    def __init__(self, clock: FrozenClock, failing: str | None = None) -> None:
+        super().__init__()
+        self.clock, self.failing = clock, failing
+
+    async def deliver(self, row: OutboxRow) -> DeliveryResult:
+        await super().deliver(row)
+        text = row.payload["text"]
+
+        async def after(session: Any) -> None:
+            if text == self.failing:
+                raise RuntimeError("follow-up broke")
+            outbox_service.enqueue(
+                session,
+                channel="note",
+                lane=f"note:{text}",
+                payload={"text": f"{text}-noted"},
+                now=self.clock.now(),
+            )
+
+        return DeliveryResult(ok=True, external_id=f"x-{text}", after=after)
+
+
+async def test_follow_ups_commit_with_the_sent_marks_and_publish(rt: Runtime, clock: FrozenClock) -> None:
+    """One transaction records a batch of sends and their follow-ups; their events reach the bus."""
+    published: list[tuple[str, dict[str, Any]]] = []
+
+    async def publish(events: list[tuple[str, dict[str, Any]]]) -> None:
+        published.extend(events)
+
+    commits: list[int] = []
+
+    def _commit(_conn: Any) -> None:
+        commits.append(1)
+
+    event.listen(rt.engine.sync_engine, "commit", _commit)
+    try:
+        sender = OutboxSender(rt.maker, clock, {"test": FollowingUp(clock)}, publish=publish)
+        await _enqueue(rt, "a", "m1")
+        await _enqueue(rt, "b", "m2")
+        await _enqueue(rt, "c", "m3")
+        commits.clear()
+        assert await sender.run_pass() == 3
+        assert len(commits) == 2  # the claim, then the outcomes with every follow-up
+    finally:
+        event.remove(rt.engine.sync_engine, "commit", _commit)
+    rows = await _rows(rt)
+    assert all(rows[t].status == "sent" for t in ("m1", "m2", "m3"))
+    assert {t for t in rows if t.endswith("-noted")} == {"m1-noted", "m2-noted", "m3-noted"}
+    assert [topic for topic, _ in published] == ["outbox"] * 3
+
+
+async def test_a_failing_follow_up_never_keeps_a_send_unrecorded(
+    rt: Runtime, clock: FrozenClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broken follow-up is logged; the sends are recorded (never sent twice) and the others run."""
+    sender = OutboxSender(rt.maker, clock, {"test": FollowingUp(clock, failing="m2")})
+    await _enqueue(rt, "a", "m1")
+    await _enqueue(rt, "b", "m2")
+    await _enqueue(rt, "c", "m3")
+    assert await sender.run_pass() == 3
+    rows = await _rows(rt)
+    assert all(rows[t].status == "sent" for t in ("m1", "m2", "m3"))
+    assert {t for t in rows if t.endswith("-noted")} == {"m1-noted", "m3-noted"}
+    assert "follow-up failed" in caplog.text
+    assert await sender.run_pass() == 0  # nothing left to send again
