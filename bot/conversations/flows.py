@@ -135,10 +135,17 @@ async def receive_customer_message(session: AsyncSession, rt: Runtime, msg: Inbo
         # Complaints always go to a person, however well the FAQ matches.
         if auto is not None and not _is_complaint(rt, body, customer.locale):
             offer = await _asked_again_recently(session, rt, group_id=group.id)
+            # The answer names the question it answers (its meta "answers"): the question, already
+            # stored, is not written a second time.
             bot_msg = await send_bot_answer(
-                session, rt, group=group, customer=customer, answer=auto, offer_person=offer
+                session,
+                rt,
+                group=group,
+                customer=customer,
+                answer=auto,
+                offer_person=offer,
+                answers=message.id,
             )
-            message.meta = {**message.meta, "answered_by": bot_msg.id, "topic": auto.topic}
             result.bot_message_id, result.answered_by_bot = bot_msg.id, True
             return result
     recent = await conv_service.count_recent_cases(session, group_id=group.id, since=now - RECENT_CASES)
@@ -313,6 +320,7 @@ async def send_bot_answer(
     customer: Customer,
     answer: AutoAnswer,
     offer_person: bool = False,
+    answers: int | None = None,
 ) -> Message:
     """Store and deliver a knowledge-base answer with feedback buttons (and a person on offer)."""
     body = answer.text
@@ -331,6 +339,7 @@ async def send_bot_answer(
             "actions": list(answer.actions),
             "feedback": None,
             "offered_person": offer_person,
+            "answers": answers,
         },
     )
     buttons = ["helpful", "not_helpful", "person", *answer.actions]
