@@ -38,7 +38,6 @@ from load_drive import Texts
 from tests.botapi.server import DEFAULT_TOKEN, BotApiServer
 
 SECRET = "bench-webhook-secret"  # load_procs.butler_env sets the same
-STAFF_CHAT = -1009000000777
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -170,33 +169,25 @@ async def measure_path(
 async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Prepare the database, start `butler web`, measure each path."""
     workdir = Path(tempfile.mkdtemp(prefix="butler-cpu-"))
-    url, redis = args.database_url, args.redis_url
-    if args.embedded:
-        url, redis = f"sqlite+aiosqlite:///{workdir}/butler.db", None
-    else:
-        await lp.recreate_pg(url)
-        await lp.flush_redis(redis)
-    lp.migrate(url)
-    await lp.seed(url)
     port = lp.free_port()
     # The bot asks the Bot API who it is before its first update; nothing else reaches it (no worker).
     server = BotApiServer(rate_limits=False)
     await server.start()
-    env = lp.butler_env(
-        db_url=url,
-        redis_url=redis,
+    _url, env = await lp.prepare_butler(
+        embedded=args.embedded,
+        workdir=workdir,
+        database_url=args.database_url,
+        redis_url=args.redis_url,
         port=port,
         api_url=server.url,
         token=DEFAULT_TOKEN,
-        staff_chat=STAFF_CHAT,
-        workdir=workdir,
     )
     if args.embedded:
         kids = [lp.spawn("run", [*lp.BUTLER, "run", "--no-demo"], env, workdir)]
     else:
         kids = [lp.spawn("web", [*lp.BUTLER, "web", "--workers", "1"], env, workdir)]
     if args.with_worker or args.embedded:
-        server.supergroup(STAFF_CHAT, "Butler staff", bot_rights={"can_manage_topics": True})
+        server.supergroup(lp.STAFF_CHAT, "Butler staff", bot_rights={"can_manage_topics": True})
     if args.with_worker and not args.embedded:
         kids.append(lp.spawn("worker", [*lp.BUTLER, "worker"], env, workdir))
     results = []

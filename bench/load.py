@@ -56,7 +56,6 @@ from load_drive import (
 
 from tests.botapi.server import DEFAULT_TOKEN, BotApiServer
 
-STAFF_CHAT = -1009000000777
 MODES = ("echo", "embedded", "pg1", "pg2")
 
 
@@ -104,22 +103,14 @@ async def start_mode(
         kids = [lp.spawn("echo", cmd, {}, workdir)]
         await wait_webhook(server, port)
         return kids, port, None
-    if mode == "embedded":
-        url, redis = f"sqlite+aiosqlite:///{workdir}/butler.db", None
-    else:
-        url, redis = args.database_url, args.redis_url
-        await lp.recreate_pg(url)
-        await lp.flush_redis(redis)
-    lp.migrate(url)
-    await lp.seed(url)
-    env = lp.butler_env(
-        db_url=url,
-        redis_url=redis,
+    url, env = await lp.prepare_butler(
+        embedded=mode == "embedded",
+        workdir=workdir,
+        database_url=args.database_url,
+        redis_url=args.redis_url,
         port=port,
         api_url=server.url,
         token=DEFAULT_TOKEN,
-        staff_chat=STAFF_CHAT,
-        workdir=workdir,
     )
     if mode == "embedded":
         kids = [lp.spawn("run", [*lp.BUTLER, "run", "--no-demo"], env, workdir)]
@@ -280,7 +271,7 @@ async def main_async(args: argparse.Namespace) -> None:
     """Run every requested mode against one in-process Bot API test server."""
     server = BotApiServer(rate_limits=False)
     await server.start()
-    server.supergroup(STAFF_CHAT, "Butler staff", bot_rights={"can_manage_topics": True})
+    server.supergroup(lp.STAFF_CHAT, "Butler staff", bot_rights={"can_manage_topics": True})
     started = datetime.now(UTC)
     results: dict[str, Any] = {}
     try:

@@ -27,6 +27,7 @@ TICK = os.sysconf("SC_CLK_TCK")
 # Enough specialists that 1,000 customers never hit capacity: a full team forms for everyone.
 BENCH_STAFF_PER_ROLE = 25
 BENCH_STAFF_CAPACITY = 500
+STAFF_CHAT = -1009000000777  # the staff supergroup on the Bot API test server
 
 
 def free_port() -> int:
@@ -248,6 +249,28 @@ def spawn(label: str, cmd: list[str], env: dict[str, str], workdir: Path) -> Chi
     out = log.open("wb")
     proc = subprocess.Popen(cmd, env={**os.environ, **env}, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     return Child(label, proc, log)
+
+
+async def prepare_butler(
+    *, embedded: bool, workdir: Path, database_url: str, redis_url: str, port: int, api_url: str, token: str
+) -> tuple[str, dict[str, str]]:
+    """Migrate and seed a fresh store (SQLite file, or PostgreSQL + Redis); returns (db url, Butler env)."""
+    url, redis = (f"sqlite+aiosqlite:///{workdir}/butler.db", None) if embedded else (database_url, redis_url)
+    if redis is not None:
+        await recreate_pg(url)
+        await flush_redis(redis)
+    migrate(url)
+    await seed(url)
+    env = butler_env(
+        db_url=url,
+        redis_url=redis,
+        port=port,
+        api_url=api_url,
+        token=token,
+        staff_chat=STAFF_CHAT,
+        workdir=workdir,
+    )
+    return url, env
 
 
 def butler_env(
