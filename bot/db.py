@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, TypeDecorator, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
@@ -67,9 +67,17 @@ POOL_BURST = 5  # connections opened beyond the pool in a burst, closed again wh
 def make_engine(url: str, *, echo: bool = False, pool_size: int = 20) -> AsyncEngine:
     """Create the async engine; SQLite gets WAL and a busy timeout for the one-process mode."""
     if url.startswith("sqlite"):
+        # Each pooled connection is a thread of aiosqlite's plus the pragmas below; with the default
+        # 5 + 10 overflow the embedded process opened (and closed) one for every few messages under
+        # load. In-memory databases keep their single static connection.
+        parsed = make_url(url)
+        in_memory = parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory"
+        sizing = {} if in_memory else {"pool_size": pool_size, "max_overflow": POOL_BURST}
         # hide_parameters: statement parameters (message texts, phone numbers) stay out of logs
         # and out of exception messages.
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30}, hide_parameters=True)
+        engine = create_async_engine(
+            url, echo=echo, connect_args={"timeout": 30}, hide_parameters=True, **sizing
+        )
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
