@@ -192,14 +192,15 @@ async def ensure_group(session: AsyncSession, rt: Runtime, *, customer: Customer
     group = await teams_service.get_group_for_customer(session, customer_id=customer.id)
     if group is not None:
         return group, False
-    group, created = await teams_service.form_group(
+    group, seated = await teams_service.form_group(
         session, customer=customer, roles=TEAM_ROLES, now=rt.clock.now()
     )
-    if created:
-        emit(session, "groups", {"type": "group.new", "group_id": group.id, "gaps": group.gaps})
-        for member in await teams_service.active_members(session, group_id=group.id):
-            emit(session, f"staff:{member.staff_id}", {"type": "group.new", "group_id": group.id})
-    return group, created
+    if seated is None:
+        return group, False
+    emit(session, "groups", {"type": "group.new", "group_id": group.id, "gaps": group.gaps})
+    for staff_id in seated:
+        emit(session, f"staff:{staff_id}", {"type": "group.new", "group_id": group.id})
+    return group, True
 
 
 async def move_case(

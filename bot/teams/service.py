@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.conversations.enums import ACTIVE_STATUSES
 from bot.conversations.models import Case
@@ -66,9 +67,11 @@ async def find_or_create_customer(
     )
     session.add(customer)
     await session.flush()
-    # Two deliveries of a first message can race here; the unique key picks one winner.
-    await session.execute(
-        insert_ignore(session, ChannelIdentity.__table__).values(
+    # Two deliveries of a first message can race here; the unique key picks one winner. The
+    # winner's row comes back from the insert itself; only the loser reads the other one.
+    identity = await session.scalar(
+        insert_ignore(session, ChannelIdentity)
+        .values(
             customer_id=customer.id,
             channel=channel,
             external_id=external_id,
@@ -76,8 +79,10 @@ async def find_or_create_customer(
             active=True,
             created_at=now,
         )
+        .returning(ChannelIdentity)
     )
-    identity = await get_identity(session, channel=channel, external_id=external_id)
+    if identity is None:
+        identity = await get_identity(session, channel=channel, external_id=external_id)
     assert identity is not None
     if identity.customer_id != customer.id:
         await session.delete(customer)
@@ -127,31 +132,37 @@ async def list_candidates(session: AsyncSession, *, roles: Sequence[str]) -> lis
 
 async def form_group(
     session: AsyncSession, *, customer: Customer, roles: Sequence[str], now: datetime
-) -> tuple[ButlerGroup, bool]:
-    """Create the customer's group and seat one member per role; returns (group, created)."""
-    inserted = await session.execute(
-        insert_ignore(session, ButlerGroup.__table__)
+) -> tuple[ButlerGroup, list[int] | None]:
+    """Create the customer's group and seat one member per role; returns (group, seated staff ids).
+
+    None instead of the staff ids: the group already existed (another delivery of the first message).
+    """
+    group = await session.scalar(
+        insert_ignore(session, ButlerGroup)
         .values(customer_id=customer.id, dealer_id=customer.dealer_id, created_at=now, gaps=[])
-        .returning(ButlerGroup.__table__.c.id)
+        .returning(ButlerGroup)
     )
-    new_id = inserted.scalar()
-    group = await get_group_for_customer(session, customer_id=customer.id)
-    assert group is not None
-    if new_id is None:
-        return group, False
+    if group is None:
+        existing = await get_group_for_customer(session, customer_id=customer.id)
+        assert existing is not None
+        return existing, None
+    set_committed_value(group, "customer", customer)  # the insert returns the row, not the join
     candidates = await list_candidates(session, roles=roles)
+    seats: list[dict[str, Any]] = []
     gaps: list[str] = []
     for role in roles:
         pick = choose(candidates, role=role, dealer_id=customer.dealer_id, locale=customer.locale)
         if pick is None:
             gaps.append(role)
             continue
-        session.add(
-            Membership(group_id=group.id, staff_id=pick.staff_id, role=role, joined_at=now, reason="formed")
-        )
-    group.gaps = gaps
+        seat = {"group_id": group.id, "staff_id": pick.staff_id, "role": role, "joined_at": now}
+        seats.append({**seat, "reason": "formed"})
+    if gaps:
+        group.gaps = gaps
+    if seats:  # one multi-row INSERT: the ORM would send one INSERT ... RETURNING per seat
+        await session.execute(insert(Membership).values(seats))
     await session.flush()
-    return group, True
+    return group, [seat["staff_id"] for seat in seats]
 
 
 async def active_members(session: AsyncSession, *, group_id: int) -> list[Membership]:

@@ -210,7 +210,14 @@ def topic_name(customer: Customer, vehicles: list[Vehicle]) -> str:
     return f"{name} #{customer.id}"
 
 
-async def header_text(session: AsyncSession, rt: Runtime, *, group: ButlerGroup, customer: Customer) -> str:
+async def header_text(
+    session: AsyncSession,
+    rt: Runtime,
+    *,
+    group: ButlerGroup,
+    customer: Customer,
+    vehicles: list[Vehicle] | None = None,
+) -> str:
     """The topic's opening message: who the customer is and who is on the team."""
     locale = rt.settings.default_locale
     members = await teams_service.active_members(session, group_id=group.id)
@@ -220,7 +227,8 @@ async def header_text(session: AsyncSession, rt: Runtime, *, group: ButlerGroup,
     ]
     if group.gaps:
         lines.append(st("gap", locale, roles=", ".join(role_name(r, locale) for r in group.gaps)))
-    vehicles = await booking_service.customer_vehicles(session, customer_id=customer.id)
+    if vehicles is None:
+        vehicles = await booking_service.customer_vehicles(session, customer_id=customer.id)
     cars = ", ".join(f"{v.model} ({v.vin})" for v in vehicles) or st("no_vehicle", locale)
     phone = f" · {customer.phone}" if customer.phone else ""
     return st(
@@ -235,21 +243,39 @@ def _remember_topic(session: AsyncSession, known: set[int], group_id: int) -> No
     metrics.after_commit(session, lambda: known.add(group_id))
 
 
+def _ensured_here(session: AsyncSession) -> set[int]:
+    """Groups whose topic row this transaction has seen or reserved.
+
+    A first contact mirrors the question and then the bot's answer, and the reserved row is not in
+    the session's identity map; the set belongs to one transaction, so a rollback forgets it.
+    """
+    transaction = session.sync_session.get_transaction()
+    mark = session.info.get(TOPICS_KNOWN)
+    if mark is None or mark[0] is not transaction:
+        mark = session.info[TOPICS_KNOWN] = (transaction, set())
+    ensured: set[int] = mark[1]
+    return ensured
+
+
 async def ensure_topic(session: AsyncSession, rt: Runtime, *, group: ButlerGroup) -> bool:
     """Queue the creation of the group's topic and its header, once; False if no staff chat."""
     chat_id = rt.settings.telegram_staff_chat_id
     if chat_id is None:
         return False
     known: set[int] = rt.extras.setdefault(TOPICS_KNOWN, set())
-    if group.id in known:
+    ensured = _ensured_here(session)
+    if group.id in known or group.id in ensured:
         return True
+    ensured.add(group.id)
     if await session.get(TelegramTopic, group.id) is not None:
         _remember_topic(session, known, group.id)
         return True
     customer = await session.get(Customer, group.customer_id)
     assert customer is not None
-    name = topic_name(customer, await booking_service.customer_vehicles(session, customer_id=customer.id))
+    vehicles = await booking_service.customer_vehicles(session, customer_id=customer.id)
+    name = topic_name(customer, vehicles)
     now = rt.clock.now()
+    _remember_topic(session, known, group.id)  # reserved now or by a racing transaction: it exists
     if await tg_service.reserve_topic(session, group_id=group.id, chat_id=chat_id, name=name, now=now):
         # The create row is the first of the topic's lane: nothing can be sent there before it.
         outbox_service.enqueue(
@@ -260,7 +286,7 @@ async def ensure_topic(session: AsyncSession, rt: Runtime, *, group: ButlerGroup
             now=now,
             kind="create_topic",
         )
-        header = await header_text(session, rt, group=group, customer=customer)
+        header = await header_text(session, rt, group=group, customer=customer, vehicles=vehicles)
         send(session, rt, chat_id=chat_id, group_id=group.id, text=header)
     return True
 

@@ -139,6 +139,8 @@ async def test_a_known_topic_is_not_looked_up_again_unless_its_creation_rolled_b
     async with tg_rt.transaction() as session:
         welcome = await tg_flows.start_customer(session, tg_rt, user=user)
     gid = welcome.group.id
+    assert gid in tg_rt.extras[bridge.TOPICS_KNOWN]  # the transaction that reserved the row
+    tg_rt.extras[bridge.TOPICS_KNOWN].clear()  # as a process that did not reserve it would start
     lookups: list[str] = []
 
     def _seen(_c: object, _cur: object, statement: str, *_a: object) -> None:
@@ -160,6 +162,37 @@ async def test_a_known_topic_is_not_looked_up_again_unless_its_creation_rolled_b
         assert len(lookups) == before == 2
     finally:
         event.remove(tg_rt.engine.sync_engine, "before_cursor_execute", _seen)
+
+
+async def test_a_topic_reserved_in_a_rolled_back_transaction_is_reserved_again(tg_rt: Runtime) -> None:
+    """Within a transaction the topic row is looked up once; a rollback teaches the process nothing."""
+    user = TgUser(9104, 9104, "Wu Fang", language_code="en")
+    lookups: list[str] = []
+
+    def _seen(_c: object, _cur: object, statement: str, *_a: object) -> None:
+        if "telegram_topics" in statement and statement.lstrip().upper().startswith("SELECT"):
+            lookups.append(statement)
+
+    event.listen(tg_rt.engine.sync_engine, "before_cursor_execute", _seen)
+    try:
+        with pytest.raises(RuntimeError):
+            async with tg_rt.transaction() as session:
+                lost = (await tg_flows.start_customer(session, tg_rt, user=user)).group.id
+                group = await session.get(ButlerGroup, lost)
+                assert group is not None and await bridge.ensure_topic(session, tg_rt, group=group)
+                assert len(lookups) == 1  # the second ensure_topic knew the row it had reserved
+                raise RuntimeError("rolled back")
+        assert lost not in tg_rt.extras.get(bridge.TOPICS_KNOWN, set())
+        async with tg_rt.transaction() as session:
+            gid = (await tg_flows.start_customer(session, tg_rt, user=user)).group.id
+    finally:
+        event.remove(tg_rt.engine.sync_engine, "before_cursor_execute", _seen)
+    async with tg_rt.maker() as session:
+        kinds = await session.scalars(
+            select(OutboxRow.kind).where(OutboxRow.lane == bridge.topic_lane(gid)).order_by(OutboxRow.id)
+        )
+        assert list(kinds)[:1] == ["create_topic"]
+    assert gid in tg_rt.extras[bridge.TOPICS_KNOWN]
 
 
 async def ensure(rt: Runtime, group_id: int) -> None:
