@@ -179,8 +179,8 @@ def _routing(
 
 async def _asked_again_recently(session: AsyncSession, rt: Runtime, *, group_id: int) -> bool:
     """Whether the bot already answered this customer a moment ago (then we offer a person)."""
-    last = await conv_service.last_bot_answer(session, group_id=group_id)
-    return last is not None and rt.clock.now() - last.created_at <= REPEAT_WINDOW
+    last = await conv_service.last_bot_answer_at(session, group_id=group_id)
+    return last is not None and rt.clock.now() - last <= REPEAT_WINDOW
 
 
 def _is_complaint(rt: Runtime, body: str, locale: str) -> bool:

@@ -211,10 +211,10 @@ async def last_customer_message(session: AsyncSession, *, group_id: int) -> Mess
     )
 
 
-async def last_bot_answer(session: AsyncSession, *, group_id: int) -> Message | None:
-    """The newest knowledge-base answer the bot sent in a group."""
+async def last_bot_answer_at(session: AsyncSession, *, group_id: int) -> datetime | None:
+    """When the bot last sent a knowledge-base answer in a group (only the time: no message object)."""
     return await session.scalar(
-        select(Message)
+        select(Message.created_at)
         .where(Message.group_id == group_id, Message.author_kind == AuthorKind.BOT)
         .order_by(Message.id.desc())
         .limit(1)

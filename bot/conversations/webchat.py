@@ -13,7 +13,7 @@ from bot.i18n import normalize_locale
 from bot.runtime import Runtime
 from bot.teams import service as teams_service
 from bot.teams.enums import Channel
-from bot.teams.models import Customer, WebchatSession
+from bot.teams.models import ButlerGroup, Customer, WebchatSession
 
 
 async def start_session(
@@ -53,14 +53,16 @@ async def require_session(
         raise NotFound("session.unknown", "unknown chat session; start a new one")
     found = (
         await session.execute(
-            select(WebchatSession, Customer)
+            select(WebchatSession, Customer, ButlerGroup)
             .join(Customer, Customer.id == WebchatSession.customer_id)
+            .outerjoin(ButlerGroup, ButlerGroup.customer_id == Customer.id)
             .where(WebchatSession.id == session_id)
         )
     ).first()
     if found is None:
         raise NotFound("session.unknown", "unknown chat session; start a new one")
-    chat, customer = found
+    chat, customer, group = found
+    teams_service.remember_group(session, group)  # the message flow needs it next: no second query
     if chat.expires_at <= rt.clock.now():
         raise NotFound("session.expired", "this chat session has expired; start a new one")
     return chat, customer

@@ -52,12 +52,14 @@ async def find_or_create_customer(
     """Return the customer behind a channel identity, creating both on first contact."""
     known = (
         await session.execute(
-            select(ChannelIdentity, Customer)
+            select(ChannelIdentity, Customer, ButlerGroup)
             .join(Customer, Customer.id == ChannelIdentity.customer_id)
+            .outerjoin(ButlerGroup, ButlerGroup.customer_id == Customer.id)
             .where(ChannelIdentity.channel == channel, ChannelIdentity.external_id == external_id)
         )
     ).first()
-    if known is not None:  # every message after the first: one query for both
+    if known is not None:  # every message after the first: one query for identity, customer and group
+        remember_group(session, known[2])
         return known[1], known[0], False
     if dealer_id is DEFAULT_DEALER:  # looked up on creation only, not on every message
         dealer_id = await default_dealer_id(session)
@@ -97,9 +99,25 @@ async def default_dealer_id(session: AsyncSession) -> int | None:
     return await session.scalar(select(Dealer.id).order_by(Dealer.id).limit(1))
 
 
+# Groups the session already loaded, by customer id. A query would return the same objects (from the
+# session's identity map, attributes as loaded); groups are only deleted with their customer.
+GROUPS_LOADED = "groups_by_customer"
+
+
+def remember_group(session: AsyncSession, group: ButlerGroup | None) -> None:
+    """Note a group loaded along with its customer, so that get_group_for_customer needs no query."""
+    if group is not None:
+        session.info.setdefault(GROUPS_LOADED, {})[group.customer_id] = group
+
+
 async def get_group_for_customer(session: AsyncSession, *, customer_id: int) -> ButlerGroup | None:
     """The customer's butler group, if formed."""
-    return await session.scalar(select(ButlerGroup).where(ButlerGroup.customer_id == customer_id))
+    loaded: ButlerGroup | None = session.info.get(GROUPS_LOADED, {}).get(customer_id)
+    if loaded is not None:
+        return loaded
+    group = await session.scalar(select(ButlerGroup).where(ButlerGroup.customer_id == customer_id))
+    remember_group(session, group)
+    return group
 
 
 async def list_candidates(session: AsyncSession, *, roles: Sequence[str]) -> list[Candidate]:
@@ -147,6 +165,7 @@ async def form_group(
         assert existing is not None
         return existing, None
     set_committed_value(group, "customer", customer)  # the insert returns the row, not the join
+    remember_group(session, group)
     candidates = await list_candidates(session, roles=roles)
     seats: list[dict[str, Any]] = []
     gaps: list[str] = []
