@@ -8,7 +8,8 @@ sends --messages customer messages in a closed loop (--concurrency in flight) th
   webchat   POST /api/v1/webchat/messages
 and reports, per message: CPU of the web process, of every PostgreSQL process and of Redis (read
 from /proc before and after; other work on the machine's database server counts too, so run it
-under the benchmark lock), plus the closed-loop rate and p50/p99 latency.
+under the benchmark lock), plus the closed-loop rate and p50/p99 latency. The first contacts
+(one per customer: the team forms, the staff topic is queued) are reported the same way, apart.
 
     flock /tmp/butler-bench.lock .venv/bin/python bench/cpu_per_message.py
 
@@ -145,7 +146,11 @@ async def measure_path(
         customers = Customers(path, base, http, args.customers)
         await customers.setup()
         firsts = [texts.first() for _ in range(args.customers)]
+        before = cpu_now(pids)
+        t0 = time.perf_counter()
         await closed_loop(customers, firsts, 0, args.concurrency)
+        first_wall = time.perf_counter() - t0
+        first_ms = {k: (v - before[k]) * 1000 / len(firsts) for k, v in cpu_now(pids).items()}
         warm = [texts.next() for _ in range(args.customers * 2)]
         await closed_loop(customers, warm, len(firsts), args.concurrency)
         timed = [texts.next() for _ in range(args.messages)]
@@ -163,6 +168,8 @@ async def measure_path(
         "p50_ms": lp.summary(latencies, 50) * 1000,
         "p99_ms": lp.summary(latencies, 99) * 1000,
         "cpu_ms_per_message": ms,
+        # First contacts form a team (and, on Telegram, queue the staff topic): reported on their own.
+        "first_contact": {"rate": len(firsts) / first_wall, "cpu_ms_per_message": first_ms},
     }
 
 
@@ -200,6 +207,11 @@ async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
         for path in args.paths.split(","):
             log(f"{path}: {args.customers} customers, {args.messages} messages, {args.concurrency} in flight")
             res = await measure_path(path, args, f"http://127.0.0.1:{port}", pids)
+            first = res["first_contact"]
+            log(
+                f"  first contacts {first['rate']:.0f} msg/s | CPU ms per message: "
+                + ", ".join(f"{k} {v:.2f}" for k, v in first["cpu_ms_per_message"].items())
+            )
             cpu = res["cpu_ms_per_message"]
             log(
                 f"  {res['rate']:.0f} msg/s p50 {res['p50_ms']:.0f} ms p99 {res['p99_ms']:.0f} ms | "
