@@ -22,7 +22,7 @@ class Settings(BaseSettings):
         20,
         ge=1,
         le=200,
-        description="PostgreSQL connections each process keeps open (plus up to 5 more in bursts)",
+        description="database connections per process, plus up to 5 in bursts (SQLite: a thread each)",
     )
     redis_url: str | None = Field(None, description="redis://host:6379/0 enables the Redis bus and limiter")
     secret_key: str = Field(
