@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -141,14 +143,7 @@ async def test_a_known_topic_is_not_looked_up_again_unless_its_creation_rolled_b
     gid = welcome.group.id
     assert gid in tg_rt.extras[bridge.TOPICS_KNOWN]  # the transaction that reserved the row
     tg_rt.extras[bridge.TOPICS_KNOWN].clear()  # as a process that did not reserve it would start
-    lookups: list[str] = []
-
-    def _seen(_c: object, _cur: object, statement: str, *_a: object) -> None:
-        if "telegram_topics" in statement and statement.lstrip().upper().startswith("SELECT"):
-            lookups.append(statement)
-
-    event.listen(tg_rt.engine.sync_engine, "before_cursor_execute", _seen)
-    try:
+    with topic_lookups(tg_rt) as lookups:
         with pytest.raises(RuntimeError):  # a unit of work that finds the row, then fails
             async with tg_rt.transaction() as session:
                 group = await session.get(ButlerGroup, gid)
@@ -160,21 +155,12 @@ async def test_a_known_topic_is_not_looked_up_again_unless_its_creation_rolled_b
         before = len(lookups)
         await ensure(tg_rt, gid)
         assert len(lookups) == before == 2
-    finally:
-        event.remove(tg_rt.engine.sync_engine, "before_cursor_execute", _seen)
 
 
 async def test_a_topic_reserved_in_a_rolled_back_transaction_is_reserved_again(tg_rt: Runtime) -> None:
     """Within a transaction the topic row is looked up once; a rollback teaches the process nothing."""
     user = TgUser(9104, 9104, "Wu Fang", language_code="en")
-    lookups: list[str] = []
-
-    def _seen(_c: object, _cur: object, statement: str, *_a: object) -> None:
-        if "telegram_topics" in statement and statement.lstrip().upper().startswith("SELECT"):
-            lookups.append(statement)
-
-    event.listen(tg_rt.engine.sync_engine, "before_cursor_execute", _seen)
-    try:
+    with topic_lookups(tg_rt) as lookups:
         with pytest.raises(RuntimeError):
             async with tg_rt.transaction() as session:
                 lost = (await tg_flows.start_customer(session, tg_rt, user=user)).group.id
@@ -185,14 +171,28 @@ async def test_a_topic_reserved_in_a_rolled_back_transaction_is_reserved_again(t
         assert lost not in tg_rt.extras.get(bridge.TOPICS_KNOWN, set())
         async with tg_rt.transaction() as session:
             gid = (await tg_flows.start_customer(session, tg_rt, user=user)).group.id
-    finally:
-        event.remove(tg_rt.engine.sync_engine, "before_cursor_execute", _seen)
     async with tg_rt.maker() as session:
         kinds = await session.scalars(
             select(OutboxRow.kind).where(OutboxRow.lane == bridge.topic_lane(gid)).order_by(OutboxRow.id)
         )
         assert list(kinds)[:1] == ["create_topic"]
     assert gid in tg_rt.extras[bridge.TOPICS_KNOWN]
+
+
+@contextmanager
+def topic_lookups(rt: Runtime) -> Iterator[list[str]]:
+    """The SELECTs of telegram_topics run inside the block."""
+    lookups: list[str] = []
+
+    def _seen(_c: object, _cur: object, statement: str, *_a: object) -> None:
+        if "telegram_topics" in statement and statement.lstrip().upper().startswith("SELECT"):
+            lookups.append(statement)
+
+    event.listen(rt.engine.sync_engine, "before_cursor_execute", _seen)
+    try:
+        yield lookups
+    finally:
+        event.remove(rt.engine.sync_engine, "before_cursor_execute", _seen)
 
 
 async def ensure(rt: Runtime, group_id: int) -> None:
