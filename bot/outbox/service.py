@@ -5,14 +5,16 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, literal_column, select, update
+from sqlalchemy import and_, event, exists, func, insert, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 
 from bot.bus import emit
 from bot.outbox.models import OutboxRow
 
 PENDING, SENDING, SENT, DEAD = "pending", "sending", "sent", "dead"
+PENDING_ROWS = "outbox_pending_rows"  # Session.info: rows queued in this transaction, not yet written
+HOOKED = "outbox_hooked"
 
 
 def enqueue(
@@ -24,22 +26,52 @@ def enqueue(
     now: datetime,
     kind: str = "text",
     message_id: int | None = None,
-) -> OutboxRow:
-    """Add a delivery to the caller's transaction and wake the sender after commit."""
-    row = OutboxRow(
-        channel=channel,
-        lane=lane,
-        kind=kind,
-        payload=payload,
-        message_id=message_id,
-        status=PENDING,
-        attempts=0,
-        next_attempt_at=now,
-        created_at=now,
+) -> None:
+    """Add a delivery to the caller's transaction and wake the sender after commit.
+
+    The rows of a transaction go in one INSERT when it commits, in the order they were queued (a
+    lane's order is its ids' order): as ORM objects each was an INSERT ... RETURNING of its own on
+    SQLite, autoflushed one by one. Nothing reads the outbox in the transaction that writes it.
+    """
+    rows = session.info.get(PENDING_ROWS)
+    if rows is None:
+        rows = session.info[PENDING_ROWS] = []
+        _hook(session.sync_session)
+    rows.append(
+        {
+            "channel": channel,
+            "lane": lane,
+            "kind": kind,
+            "payload": payload,
+            "message_id": message_id,
+            "status": PENDING,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+            "sent_at": None,
+            "last_error": None,
+        }
     )
-    session.add(row)
     emit(session, "outbox", {"type": "outbox.new", "channel": channel})
-    return row
+
+
+def _hook(session: Session) -> None:
+    """Write a session's queued rows when it commits; forget them if it rolls back."""
+    if session.info.get(HOOKED):
+        return
+    session.info[HOOKED] = True
+    event.listen(session, "before_commit", _write_pending)
+    event.listen(session, "after_soft_rollback", _forget_pending)
+
+
+def _write_pending(session: Session, *_args: Any) -> None:
+    rows = session.info.pop(PENDING_ROWS, None)
+    if rows:
+        session.connection().execute(insert(OutboxRow), rows)
+
+
+def _forget_pending(session: Session, *_args: Any) -> None:
+    session.info.pop(PENDING_ROWS, None)
 
 
 async def claim_due(

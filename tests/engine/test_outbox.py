@@ -45,6 +45,35 @@ async def _rows(rt: Runtime) -> dict[str, OutboxRow]:
         return {r.payload["text"]: r for r in (await session.scalars(select(OutboxRow))).all()}
 
 
+async def test_a_transactions_rows_go_in_one_insert_in_order_and_vanish_on_rollback(rt: Runtime) -> None:
+    inserts: list[int] = []
+
+    def _seen(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, many: bool) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO OUTBOX"):
+            inserts.append(len(params) if many else 1)
+
+    event.listen(rt.engine.sync_engine, "before_cursor_execute", _seen)
+    try:
+        async with rt.maker() as session:
+            with pytest.raises(RuntimeError):
+                async with session.begin():
+                    outbox_service.enqueue(
+                        session, channel="test", lane="l", payload={"text": "lost"}, now=rt.clock.now()
+                    )
+                    raise RuntimeError("rolled back")
+            async with session.begin():  # the same session, a new transaction
+                for text in ("m1", "m2", "m3"):
+                    outbox_service.enqueue(
+                        session, channel="test", lane="l", payload={"text": text}, now=rt.clock.now()
+                    )
+                await session.execute(select(OutboxRow.id))  # an autoflush does not split the batch
+    finally:
+        event.remove(rt.engine.sync_engine, "before_cursor_execute", _seen)
+    rows = await _rows(rt)
+    assert sorted(rows, key=lambda text: rows[text].id) == ["m1", "m2", "m3"]
+    assert inserts in ([3], [1])  # SQLite: one executemany; PostgreSQL: one multi-row statement
+
+
 async def test_lane_order_kept_across_a_failure(rt: Runtime, clock: FrozenClock) -> None:
     recorder = Recorder({"a1": [DeliveryResult(ok=False, error="503")]})
     sender = OutboxSender(rt.maker, clock, {"test": recorder})
