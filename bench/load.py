@@ -19,6 +19,8 @@ contact forms the butler team; reported separately). Modes:
   embedded  `butler run`: SQLite, in-process bus, sender and SLA worker in the same process
   pg1       `butler web --workers 1` + `butler worker`, PostgreSQL + Redis
   pg2       `butler web --workers 2` + `butler worker`, PostgreSQL + Redis
+If the PostgreSQL server runs with autovacuum off (this machine's does), the harness analyzes the
+tables autovacuum would have, every --analyze-every seconds (load_procs.AutoAnalyze).
 
     flock /tmp/butler-bench.lock .venv/bin/python bench/load.py --modes echo,embedded,pg1,pg2
 
@@ -74,6 +76,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-refine", action="store_true")
     p.add_argument("--database-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/bench_load")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/5")
+    p.add_argument(
+        "--analyze-every",
+        type=float,
+        default=30.0,
+        help="seconds between autovacuum-style ANALYZE passes when the server's autovacuum is off; 0: none",
+    )
     p.add_argument("--out", type=Path, default=Path("var/bench-load.json"))
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, SQLite file)")
     return p.parse_args(argv)
@@ -215,6 +223,7 @@ async def run_mode(mode: str, n: int, server: BotApiServer, args: argparse.Names
     log(f"== {mode} (work dir {workdir})")
     kids, port, url = await start_mode(mode, server, args, workdir)
     result: dict[str, Any] = {"paths": {}}
+    analyze: lp.AutoAnalyze | None = None
     try:
         await asyncio.sleep(2)
         pids = lp.labelled_pids(kids)
@@ -225,6 +234,9 @@ async def run_mode(mode: str, n: int, server: BotApiServer, args: argparse.Names
         pids["harness"] = [os.getpid()]
         if url and url.startswith("postgresql"):  # the whole server, looked up again at every step
             pids["postgres"] = lp.pids_named("postgres")
+            if args.analyze_every > 0:
+                analyze = lp.AutoAnalyze(url, naptime=args.analyze_every)
+                await analyze.start()
         paths = ["telegram"] if mode == "echo" else args.paths.split(",")
         for path in paths:
             result["paths"][path] = await run_path(
@@ -234,6 +246,8 @@ async def run_mode(mode: str, n: int, server: BotApiServer, args: argparse.Names
             await asyncio.sleep(1)
             result["outcomes"] = await outcomes(url)
     finally:
+        if analyze is not None:
+            result["analyze_passes"] = await analyze.stop()
         for kid in kids:
             kid.stop()
         result["exit_codes"] = {k.label: k.proc.returncode for k in kids}
