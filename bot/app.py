@@ -62,6 +62,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
+        # "uvloop" or "asyncio" (Settings.event_loop): says which loop this process really runs on.
+        log.info("event loop: %s", type(asyncio.get_running_loop()).__module__.split(".")[0])
         await prepare_index(rt)
         await prepare_policies(rt)  # SLA policies saved in the console win over the YAML file
         if freeze_gc:

@@ -147,6 +147,7 @@ def run(
         log_level="warning",
         log_config=None,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        loop=settings.event_loop,
     )
 
 

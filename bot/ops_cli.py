@@ -53,8 +53,9 @@ def worker(
     """Run the outbox sender, the SLA escalation worker and the knowledge refresh until SIGTERM."""
     from bot.cli import _settings
     from bot.logs import configure_logging
-    from bot.processes import serve_worker
+    from bot.processes import loop_factory, serve_worker
 
     settings = _settings()
     configure_logging(settings)
-    asyncio.run(serve_worker(settings, health_host=health_host, health_port=health_port))
+    with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
+        runner.run(serve_worker(settings, health_host=health_host, health_port=health_port))

@@ -15,7 +15,7 @@ import os
 import shutil
 import signal
 import tempfile
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 
 import uvicorn
@@ -29,6 +29,22 @@ log = logging.getLogger("butler.worker")
 # Longer than a load balancer's idle timeout (60 s is common), so the other side closes idle connections.
 KEEP_ALIVE_SECONDS = 75
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loop a process runs on: uvloop (libuv, socket I/O in C) unless asyncio's is asked for.
+
+    `choice` is Settings.event_loop; "auto" falls back to asyncio's loop when uvloop is not installed.
+    """
+    if choice != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise
+        else:
+            return uvloop.new_event_loop
+    return asyncio.new_event_loop
 
 
 # butler web
@@ -83,6 +99,7 @@ def run_web(
             access_log=False,  # butler.access logs route templates, never query strings
             timeout_graceful_shutdown=graceful_timeout,
             server_header=False,
+            loop=settings.event_loop,
             # Idle keep-alive connections are closed by the client or proxy first (load balancers idle
             # out at 60 s): when the server closes first, a request already sent on that connection fails.
             timeout_keep_alive=KEEP_ALIVE_SECONDS,
@@ -134,7 +151,7 @@ async def serve_worker(
     from bot.app import create_app
 
     settings.run_workers = True
-    app = create_app(settings)
+    app = create_app(settings, freeze_gc=True)
     rt: Runtime = app.state.rt
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

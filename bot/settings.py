@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     kb_semantic: Literal["auto", "on", "off"] = Field(
         "auto", description="semantic model for FAQ matching: auto (if the extra is installed), on, off"
     )
+    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
+        "auto", description="event loop of every process: auto (uvloop if installed), uvloop, asyncio"
+    )
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
     log_format: Literal["text", "json"] = Field("text", description="text lines, or one JSON object per line")
     log_personal_data: bool = Field(

@@ -173,6 +173,20 @@ async def test_web_and_worker_processes(migrated_url: str, tmp_path: Path) -> No
     access = [ln for ln in lines if ln["logger"] == "butler.access" and ln.get("request_id") == "ops-test-1"]
     assert access and access[0]["route"] == "/api/v1/webchat/messages"
     assert access[0].get("case_id") is not None
+    # Every process runs on uvloop: Settings.event_loop "auto" and uvloop pinned in pyproject.toml.
+    worker_lines = [json.loads(line) for line in worker_log.splitlines() if line.startswith("{")]
+    assert [ln["msg"] for ln in lines if ln["msg"].startswith("event loop")] == ["event loop: uvloop"] * 2
+    assert [ln["msg"] for ln in worker_lines if ln["msg"].startswith("event loop")] == ["event loop: uvloop"]
     for text in (web_log, worker_log):
         assert SECRET_TEXT not in text
         assert PHONE not in text and "13800138000" not in text
+
+
+def test_event_loop_choice() -> None:
+    import uvloop
+
+    from bot.processes import loop_factory
+
+    assert loop_factory("auto") is uvloop.new_event_loop
+    assert loop_factory("uvloop") is uvloop.new_event_loop
+    assert loop_factory("asyncio") is asyncio.new_event_loop
