@@ -235,6 +235,9 @@ def main() -> None:
     """Entry point of the `butler` script."""
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
+    from bot.processes import limit_malloc_arenas
+
+    limit_malloc_arenas()
     try:
         app()
     except KeyboardInterrupt:

@@ -84,6 +84,12 @@ class Proc:
         self._log.close()
 
 
+def child_environs(pid: int) -> list[list[bytes]]:
+    """The starting environment of each child process of `pid`."""
+    kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [Path(f"/proc/{kid}/environ").read_bytes().split(b"\0") for kid in kids]
+
+
 async def wait_ready(proc: Proc, url: str) -> httpx.Response:
     """Poll /readyz until it answers 200 (or the process dies, or time runs out)."""
     deadline = asyncio.get_running_loop().time() + START_TIMEOUT
@@ -153,6 +159,10 @@ async def test_web_and_worker_processes(migrated_url: str, tmp_path: Path) -> No
         assert metric(exposition, "butler_metrics_database_up") == 1
         assert "butler_outbox_depth" in exposition
 
+        # uvicorn's worker processes start with glibc's arenas capped (bot.processes.limit_malloc_arenas).
+        environs = child_environs(web.popen.pid)
+        assert len(environs) >= 2 and all(b"MALLOC_ARENA_MAX=2" in env for env in environs)  # + a helper
+
         async with httpx.AsyncClient(timeout=30) as client:
             worker_metrics = (await client.get(worker_url + "/metrics")).text
         assert "butler_sla_timers_due" in worker_metrics
@@ -190,3 +200,14 @@ def test_event_loop_choice() -> None:
     assert loop_factory("auto") is uvloop.new_event_loop
     assert loop_factory("uvloop") is uvloop.new_event_loop
     assert loop_factory("asyncio") is asyncio.new_event_loop
+
+
+def test_malloc_arenas_are_capped_unless_the_operator_chose(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.processes import limit_malloc_arenas
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_malloc_arenas() is False
+    assert os.environ["MALLOC_ARENA_MAX"] == "4"
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    assert limit_malloc_arenas() is True  # glibc accepted the cap
+    assert os.environ["MALLOC_ARENA_MAX"] == "2"
