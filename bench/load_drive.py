@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import random
 import time
@@ -248,6 +249,41 @@ def timeline(tracker: Tracker, keys: list[Key], first: float) -> list[list[float
     ]
 
 
+class GcPauses:
+    """The harness's own garbage-collection pauses during a step (they delay sends and answers alike).
+
+    Entering also freezes what the harness holds so far (the trackers and the test server's record of
+    every message only grow), so a full collection during the step walks only what it creates.
+    """
+
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+        self._started = 0.0
+
+    def _callback(self, phase: str, _info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append(time.perf_counter() - self._started)
+
+    def __enter__(self) -> GcPauses:
+        gc.collect()
+        gc.freeze()
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def summary(self) -> dict[str, float]:
+        """Collections, and the longest and total pause in ms."""
+        return {
+            "count": len(self.pauses),
+            "max_ms": round(max(self.pauses, default=0.0) * 1000, 1),
+            "total_ms": round(sum(self.pauses) * 1000, 1),
+        }
+
+
 async def step(
     fire: Fire,
     tracker: Tracker,
@@ -263,10 +299,12 @@ async def step(
     sampler = Sampler(pids)
     sampler.start()
     count = len(clients) if clients is not None else max(1, int(rate * seconds))
-    keys = await open_loop(fire, rate=rate, count=count, clients=clients)
-    await drain(tracker, keys, grace)
+    with GcPauses() as pauses:
+        keys = await open_loop(fire, rate=rate, count=count, clients=clients)
+        await drain(tracker, keys, grace)
     result = measure(tracker, keys, rate=rate, target=target)
     result["procs"] = sampler.stop()
+    result["harness_gc"] = pauses.summary()
     result["load"] = loadavg()
     return result
 
@@ -311,7 +349,8 @@ def line(res: dict[str, Any]) -> str:
     return (
         f"  offered {res['offered']:>5.0f}/s achieved {res['achieved']:>6.1f}/s "
         f"p50 {p50:>5} ms p99 {p99:>5} ms done {res['completed']}/{res['messages']} "
-        f"fail {res['failed']} {'OK ' if res['ok'] else 'MISS'} load {res['load']:.1f} | {procs}"
+        f"fail {res['failed']} {'OK ' if res['ok'] else 'MISS'} load {res['load']:.1f} "
+        f"harness gc max {res['harness_gc']['max_ms']:.0f} ms | {procs}"
     )
 
 
