@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -143,6 +143,31 @@ async def session_scope(maker: async_sessionmaker[AsyncSession]) -> AsyncIterato
 
 def insert_ignore(session: AsyncSession, table: Any) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING for the session's dialect."""
-    name = session.get_bind().dialect.name
-    ins = postgresql.insert(table) if name == "postgresql" else sqlite.insert(table)
+    return insert_ignore_for(session.get_bind().dialect.name, table)
+
+
+def insert_ignore_for(dialect_name: str, table: Any) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING for a dialect by name."""
+    ins = postgresql.insert(table) if dialect_name == "postgresql" else sqlite.insert(table)
     return ins.on_conflict_do_nothing()
+
+
+class PerDialect:
+    """A statement built once per dialect, for hot paths that bind their values at execution.
+
+    Building a statement (select(...).where(...), .values(...)) and computing its cache key cost
+    about 0.1 ms of CPU each time, as much as executing a cached one (measured on PostgreSQL:
+    0.24 ms built per call, 0.14 ms prebuilt); a message ran six of them.
+    """
+
+    def __init__(self, build: Callable[[str], Any]) -> None:
+        self._build = build
+        self._built: dict[str, Any] = {}
+
+    def __call__(self, session: AsyncSession) -> Any:
+        """The statement for the session's dialect."""
+        name = session.get_bind().dialect.name
+        stmt = self._built.get(name)
+        if stmt is None:
+            stmt = self._built[name] = self._build(name)
+        return stmt

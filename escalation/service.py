@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.bus import emit
@@ -32,13 +32,17 @@ def is_postgres(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+# Every case opening asks it; built once (bot.db.PerDialect says why).
+_DEALER_CODE = (
+    select(Dealer.code)
+    .join(ButlerGroup, ButlerGroup.dealer_id == Dealer.id)
+    .where(ButlerGroup.id == bindparam("group_id"))
+)
+
+
 async def dealer_code(session: AsyncSession, *, group_id: int) -> str | None:
     """The dealer code of a group, for policy matching."""
-    return await session.scalar(
-        select(Dealer.code)
-        .join(ButlerGroup, ButlerGroup.dealer_id == Dealer.id)
-        .where(ButlerGroup.id == group_id)
-    )
+    return await session.scalar(_DEALER_CODE, {"group_id": group_id})
 
 
 async def policy_for_case(session: AsyncSession, *, policies: PolicySet, case: Case) -> Policy:

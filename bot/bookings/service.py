@@ -5,23 +5,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.bookings.models import BookingDraft
 from bot.teams.models import Customer, Vehicle
 
 ACTIVE, DONE, CANCELLED = "active", "done", "cancelled"
+# Every Telegram text asks this first; built once (bot.db.PerDialect says why).
+_ACTIVE_DRAFT = (
+    select(BookingDraft)
+    .where(BookingDraft.customer_id == bindparam("customer_id"), BookingDraft.status == ACTIVE)
+    .order_by(BookingDraft.id.desc())
+    .limit(1)
+)
 
 
 async def active_draft(session: AsyncSession, *, customer_id: int) -> BookingDraft | None:
     """The customer's draft in progress, if any (the newest)."""
-    return await session.scalar(
-        select(BookingDraft)
-        .where(BookingDraft.customer_id == customer_id, BookingDraft.status == ACTIVE)
-        .order_by(BookingDraft.id.desc())
-        .limit(1)
-    )
+    return await session.scalar(_ACTIVE_DRAFT, {"customer_id": customer_id})
 
 
 async def get_draft(session: AsyncSession, *, draft_id: int) -> BookingDraft | None:

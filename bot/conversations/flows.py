@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import metrics
@@ -27,6 +27,10 @@ from bot.teams.models import ButlerGroup, ChannelIdentity, Customer, Staff
 REPEAT_WINDOW = timedelta(minutes=5)
 # Several cases in this window raise the priority of the next one (a customer who keeps coming back).
 RECENT_CASES = timedelta(days=30)
+# Built once: every answer runs it (bot.db.PerDialect says why).
+_ACTIVE_IDENTITIES = select(ChannelIdentity).where(
+    ChannelIdentity.customer_id == bindparam("customer_id"), ChannelIdentity.active.is_(True)
+)
 
 
 @dataclass
@@ -381,11 +385,7 @@ async def deliver_to_customer(
     if message.internal:
         raise AssertionError("internal notes never reach customers")
     emit(session, f"customer:{group.customer_id}", {"type": "message.new", "message_id": message.id})
-    identities = await session.scalars(
-        select(ChannelIdentity).where(
-            ChannelIdentity.customer_id == group.customer_id, ChannelIdentity.active.is_(True)
-        )
-    )
+    identities = await session.scalars(_ACTIVE_IDENTITIES, {"customer_id": group.customer_id})
     for identity in identities.all():
         bridge = rt.bridges.get(identity.channel)
         if bridge is not None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.bus import emit
 from bot.conversations.enums import ACTIVE_STATUSES, AuthorKind, CaseStatus
 from bot.conversations.models import Case, CaseEvent, InboundReceipt, Message, MessageRef
-from bot.db import insert_ignore
+from bot.db import PerDialect, insert_ignore_for
 from bot.errors import Conflict
 from bot.teams.models import Staff
 
@@ -25,14 +25,39 @@ TRANSITIONS: dict[str, set[str]] = {
 }
 
 
+# The inbound path's statements, built once (see PerDialect): their values are bound per execution.
+_RECEIPT = PerDialect(
+    lambda dialect: insert_ignore_for(dialect, InboundReceipt.__table__).returning(
+        InboundReceipt.__table__.c.id
+    )
+)
+_ACTIVE_CASE = (
+    select(Case)
+    .where(Case.group_id == bindparam("group_id"), Case.status.in_(ACTIVE_STATUSES))
+    .order_by(Case.opened_at.desc(), Case.id.desc())
+    .limit(1)
+)
+_LAST_BOT_ANSWER_AT = (
+    select(Message.created_at)
+    .where(Message.group_id == bindparam("group_id"), Message.author_kind == AuthorKind.BOT)
+    .order_by(Message.id.desc())
+    .limit(1)
+)
+
+_RECENT_CASES = (
+    select(func.count())
+    .select_from(Case)
+    .where(Case.group_id == bindparam("group_id"), Case.opened_at >= bindparam("since"))
+)
+
+
 async def record_receipt(
     session: AsyncSession, *, channel: str, chat_id: str, external_id: str, now: datetime
 ) -> bool:
     """Remember an inbound event; False if it was seen before (a redelivery)."""
     result = await session.execute(
-        insert_ignore(session, InboundReceipt.__table__)
-        .values(channel=channel, chat_id=chat_id, external_id=external_id, received_at=now)
-        .returning(InboundReceipt.__table__.c.id)
+        _RECEIPT(session),
+        {"channel": channel, "chat_id": chat_id, "external_id": external_id, "received_at": now},
     )
     return result.scalar() is not None
 
@@ -105,12 +130,7 @@ async def transition_case(
 
 async def active_case(session: AsyncSession, *, group_id: int) -> Case | None:
     """The group's case that is still being worked on, newest first."""
-    return await session.scalar(
-        select(Case)
-        .where(Case.group_id == group_id, Case.status.in_(ACTIVE_STATUSES))
-        .order_by(Case.opened_at.desc(), Case.id.desc())
-        .limit(1)
-    )
+    return await session.scalar(_ACTIVE_CASE, {"group_id": group_id})
 
 
 async def get_case(session: AsyncSession, *, case_id: int) -> Case | None:
@@ -213,19 +233,9 @@ async def last_customer_message(session: AsyncSession, *, group_id: int) -> Mess
 
 async def last_bot_answer_at(session: AsyncSession, *, group_id: int) -> datetime | None:
     """When the bot last sent a knowledge-base answer in a group (only the time: no message object)."""
-    return await session.scalar(
-        select(Message.created_at)
-        .where(Message.group_id == group_id, Message.author_kind == AuthorKind.BOT)
-        .order_by(Message.id.desc())
-        .limit(1)
-    )
+    return await session.scalar(_LAST_BOT_ANSWER_AT, {"group_id": group_id})
 
 
 async def count_recent_cases(session: AsyncSession, *, group_id: int, since: datetime) -> int:
     """Cases a group opened since an instant."""
-    return int(
-        await session.scalar(
-            select(func.count()).select_from(Case).where(Case.group_id == group_id, Case.opened_at >= since)
-        )
-        or 0
-    )
+    return int(await session.scalar(_RECENT_CASES, {"group_id": group_id, "since": since}) or 0)

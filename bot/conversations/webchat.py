@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.errors import InvalidInput, NotFound
@@ -14,6 +14,14 @@ from bot.runtime import Runtime
 from bot.teams import service as teams_service
 from bot.teams.enums import Channel
 from bot.teams.models import ButlerGroup, Customer, WebchatSession
+
+# Every web chat message's first lookup, built once (bot.db.PerDialect says why).
+_LIVE_SESSION = (
+    select(WebchatSession, Customer, ButlerGroup)
+    .join(Customer, Customer.id == WebchatSession.customer_id)
+    .outerjoin(ButlerGroup, ButlerGroup.customer_id == Customer.id)
+    .where(WebchatSession.id == bindparam("session_id"))
+)
 
 
 async def start_session(
@@ -51,14 +59,7 @@ async def require_session(
     """The live session and its customer; NotFound for unknown or expired sessions."""
     if not session_id or len(session_id) > 64:
         raise NotFound("session.unknown", "unknown chat session; start a new one")
-    found = (
-        await session.execute(
-            select(WebchatSession, Customer, ButlerGroup)
-            .join(Customer, Customer.id == WebchatSession.customer_id)
-            .outerjoin(ButlerGroup, ButlerGroup.customer_id == Customer.id)
-            .where(WebchatSession.id == session_id)
-        )
-    ).first()
+    found = (await session.execute(_LIVE_SESSION, {"session_id": session_id})).first()
     if found is None:
         raise NotFound("session.unknown", "unknown chat session; start a new one")
     chat, customer, group = found

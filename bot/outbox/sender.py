@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import metrics
@@ -28,6 +28,8 @@ RELEASE_EVERY = 5.0  # seconds between looks for such rows while the pipeline ru
 # Telegram's limits that is ~10 ms of database time, too much to pay for every row sent. So the
 # sender claims at most this often (a chat gets one message a second anyway).
 REFILL_EVERY = 0.1
+# Every recording pass loads its rows with this (built once: bot.db.PerDialect says why).
+_ROWS_BY_ID = select(OutboxRow).where(OutboxRow.id.in_(bindparam("ids", expanding=True)))
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,7 @@ class OutboxSender:
                 # One query loads the rows, so _record's gets hit the identity map (50 round trips
                 # took ~0.5 s on a busy SQLite: a pause in which nothing was sent).
                 ids = [r.id for r, _ in done]
-                held = (await session.scalars(select(OutboxRow).where(OutboxRow.id.in_(ids)))).all()  # noqa: F841
+                held = (await session.scalars(_ROWS_BY_ID, {"ids": ids})).all()  # noqa: F841
                 for row, result in done:
                     await self._record(session, row, result)
                     if follow_ups and result.ok and result.after is not None:

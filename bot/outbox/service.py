@@ -15,6 +15,7 @@ from bot.outbox.models import OutboxRow
 PENDING, SENDING, SENT, DEAD = "pending", "sending", "sent", "dead"
 PENDING_ROWS = "outbox_pending_rows"  # Session.info: rows queued in this transaction, not yet written
 HOOKED = "outbox_hooked"
+_INSERT_ROWS = insert(OutboxRow)  # built once: every inbound message writes rows
 
 
 def enqueue(
@@ -67,7 +68,7 @@ def _hook(session: Session) -> None:
 def _write_pending(session: Session, *_args: Any) -> None:
     rows = session.info.pop(PENDING_ROWS, None)
     if rows:
-        session.connection().execute(insert(OutboxRow), rows)
+        session.connection().execute(_INSERT_ROWS, rows)
 
 
 def _forget_pending(session: Session, *_args: Any) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -35,6 +35,18 @@ async def get_identity(session: AsyncSession, *, channel: str, external_id: str)
     )
 
 
+# Every message's first lookup, built once (bot.db.PerDialect says why).
+_KNOWN_IDENTITY = (
+    select(ChannelIdentity, Customer, ButlerGroup)
+    .join(Customer, Customer.id == ChannelIdentity.customer_id)
+    .outerjoin(ButlerGroup, ButlerGroup.customer_id == Customer.id)
+    .where(
+        ChannelIdentity.channel == bindparam("channel"),
+        ChannelIdentity.external_id == bindparam("external_id"),
+    )
+)
+_GROUP_OF_CUSTOMER = select(ButlerGroup).where(ButlerGroup.customer_id == bindparam("customer_id"))
+
 DEFAULT_DEALER = object()  # find_or_create_customer: the first dealer, looked up on creation only
 
 
@@ -50,14 +62,7 @@ async def find_or_create_customer(
     now: datetime,
 ) -> tuple[Customer, ChannelIdentity, bool]:
     """Return the customer behind a channel identity, creating both on first contact."""
-    known = (
-        await session.execute(
-            select(ChannelIdentity, Customer, ButlerGroup)
-            .join(Customer, Customer.id == ChannelIdentity.customer_id)
-            .outerjoin(ButlerGroup, ButlerGroup.customer_id == Customer.id)
-            .where(ChannelIdentity.channel == channel, ChannelIdentity.external_id == external_id)
-        )
-    ).first()
+    known = (await session.execute(_KNOWN_IDENTITY, {"channel": channel, "external_id": external_id})).first()
     if known is not None:  # every message after the first: one query for identity, customer and group
         remember_group(session, known[2])
         return known[1], known[0], False
@@ -115,7 +120,7 @@ async def get_group_for_customer(session: AsyncSession, *, customer_id: int) -> 
     loaded: ButlerGroup | None = session.info.get(GROUPS_LOADED, {}).get(customer_id)
     if loaded is not None:
         return loaded
-    group = await session.scalar(select(ButlerGroup).where(ButlerGroup.customer_id == customer_id))
+    group = await session.scalar(_GROUP_OF_CUSTOMER, {"customer_id": customer_id})
     remember_group(session, group)
     return group
 
@@ -194,14 +199,22 @@ async def active_members(session: AsyncSession, *, group_id: int) -> list[Member
     return list(rows.unique().all())
 
 
+# Every case opening asks it (bot.db.PerDialect says why it is built once).
+_MEMBER_FOR_ROLE = (
+    select(Membership)
+    .where(
+        Membership.group_id == bindparam("group_id"),
+        Membership.role == bindparam("role"),
+        Membership.left_at.is_(None),
+    )
+    .order_by(Membership.joined_at)
+    .limit(1)
+)
+
+
 async def member_for_role(session: AsyncSession, *, group_id: int, role: str) -> Membership | None:
     """The current member holding a role in the group."""
-    return await session.scalar(
-        select(Membership)
-        .where(Membership.group_id == group_id, Membership.role == role, Membership.left_at.is_(None))
-        .order_by(Membership.joined_at)
-        .limit(1)
-    )
+    return await session.scalar(_MEMBER_FOR_ROLE, {"group_id": group_id, "role": role})
 
 
 async def is_member(session: AsyncSession, *, group_id: int, staff_id: int) -> bool:

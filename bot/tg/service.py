@@ -5,24 +5,51 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.conversations.models import MessageRef
-from bot.db import insert_ignore
+from bot.db import PerDialect, insert_ignore, insert_ignore_for
 from bot.teams.enums import Channel
 from bot.teams.models import ButlerGroup, ChannelIdentity, Staff
 from bot.tg.models import StaffLinkToken, TelegramTopic, TelegramUpdate
 
 DONE, RETRYING, FAILED = "done", "retrying", "failed"
+# Every update's first statement, built once per dialect (PerDialect says why).
+_CLAIM = PerDialect(
+    lambda dialect: insert_ignore_for(dialect, TelegramUpdate.__table__).returning(
+        TelegramUpdate.__table__.c.update_id
+    )
+)
+
+# Lookups of the staff topics, the sender and the staff's messages, built once (PerDialect says why).
+_GROUP_OF_THREAD = select(TelegramTopic.group_id).where(
+    TelegramTopic.chat_id == bindparam("chat_id"), TelegramTopic.thread_id == bindparam("thread_id")
+)
+_STAFF_BY_TELEGRAM = select(Staff).where(
+    Staff.telegram_user_id == bindparam("telegram_user_id"), Staff.active.is_(True)
+)
+_IDENTITY_BY_CHAT = select(ChannelIdentity).where(
+    ChannelIdentity.channel == Channel.TELEGRAM, ChannelIdentity.chat_id == bindparam("chat_id")
+)
+_REF_IN_CHAT = (
+    select(MessageRef.external_id)
+    .where(
+        MessageRef.message_id == bindparam("message_id"),
+        MessageRef.channel == Channel.TELEGRAM,
+        MessageRef.chat_id == bindparam("chat_id"),
+    )
+    .order_by(MessageRef.id)
+    .limit(1)
+)
+_RECORD_REF = PerDialect(lambda dialect: insert_ignore_for(dialect, MessageRef.__table__))
 
 
 async def claim_update(session: AsyncSession, *, update_id: int, kind: str, now: datetime) -> bool:
     """Mark an update as processed in this transaction; False if it was processed before."""
     inserted = await session.execute(
-        insert_ignore(session, TelegramUpdate.__table__)
-        .values(update_id=update_id, kind=kind[:32], status=DONE, attempts=0, received_at=now)
-        .returning(TelegramUpdate.__table__.c.update_id)
+        _CLAIM(session),
+        {"update_id": update_id, "kind": kind[:32], "status": DONE, "attempts": 0, "received_at": now},
     )
     if inserted.scalar() is not None:
         return True
@@ -94,42 +121,23 @@ async def set_topic_thread(session: AsyncSession, *, group_id: int, thread_id: i
 
 async def group_for_thread(session: AsyncSession, *, chat_id: int, thread_id: int) -> ButlerGroup | None:
     """The butler group behind a topic of the staff supergroup."""
-    group_id = await session.scalar(
-        select(TelegramTopic.group_id).where(
-            TelegramTopic.chat_id == chat_id, TelegramTopic.thread_id == thread_id
-        )
-    )
+    group_id = await session.scalar(_GROUP_OF_THREAD, {"chat_id": chat_id, "thread_id": thread_id})
     return await session.get(ButlerGroup, group_id) if group_id is not None else None
 
 
 async def staff_by_telegram(session: AsyncSession, *, telegram_user_id: int) -> Staff | None:
     """The active staff member linked to a Telegram account."""
-    return await session.scalar(
-        select(Staff).where(Staff.telegram_user_id == telegram_user_id, Staff.active.is_(True))
-    )
+    return await session.scalar(_STAFF_BY_TELEGRAM, {"telegram_user_id": telegram_user_id})
 
 
 async def identity_by_chat(session: AsyncSession, *, chat_id: int) -> ChannelIdentity | None:
     """The customer's Telegram identity for a private chat."""
-    return await session.scalar(
-        select(ChannelIdentity).where(
-            ChannelIdentity.channel == Channel.TELEGRAM, ChannelIdentity.chat_id == str(chat_id)
-        )
-    )
+    return await session.scalar(_IDENTITY_BY_CHAT, {"chat_id": str(chat_id)})
 
 
 async def ref_in_chat(session: AsyncSession, *, message_id: int, chat_id: int) -> int | None:
     """The Telegram message id of one of our messages in a chat (the first copy sent there)."""
-    external = await session.scalar(
-        select(MessageRef.external_id)
-        .where(
-            MessageRef.message_id == message_id,
-            MessageRef.channel == Channel.TELEGRAM,
-            MessageRef.chat_id == str(chat_id),
-        )
-        .order_by(MessageRef.id)
-        .limit(1)
-    )
+    external = await session.scalar(_REF_IN_CHAT, {"message_id": message_id, "chat_id": str(chat_id)})
     return int(external) if external is not None else None
 
 
@@ -173,12 +181,13 @@ async def take_link_token(session: AsyncSession, *, token: str, now: datetime) -
 async def record_ref(session: AsyncSession, *, message_id: int, chat_id: int, external_id: int) -> None:
     """Remember the Telegram id of a copy we sent (idempotent)."""
     await session.execute(
-        insert_ignore(session, MessageRef.__table__).values(
-            message_id=message_id,
-            channel=Channel.TELEGRAM,
-            chat_id=str(chat_id),
-            external_id=str(external_id),
-        )
+        _RECORD_REF(session),
+        {
+            "message_id": message_id,
+            "channel": Channel.TELEGRAM,
+            "chat_id": str(chat_id),
+            "external_id": str(external_id),
+        },
     )
 
 
