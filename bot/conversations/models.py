@@ -72,6 +72,14 @@ class Message(Base):
             postgresql_where=text("author_kind = 'bot'"),
             sqlite_where=text("author_kind = 'bot'"),
         ),
+        # Every inbound message: when did the bot last answer in this group (migration 0008).
+        Index(
+            "ix_messages_bot_group_id_id",
+            "group_id",
+            "id",
+            postgresql_where=text("author_kind = 'bot'"),
+            sqlite_where=text("author_kind = 'bot'"),
+        ),
         Index(
             "ix_messages_staff_group_created_at",
             "group_id",
