@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import ColumnElement, bindparam, func, insert, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm import lazyload, make_transient_to_detached
 
 from bot.bus import emit
 from bot.conversations.enums import ACTIVE_STATUSES, AuthorKind, CaseStatus
@@ -32,9 +32,14 @@ _RECEIPT = PerDialect(
         InboundReceipt.__table__.c.id
     )
 )
+_ACTIVE_LITERALS: list[ColumnElement[str]] = [literal_column(f"'{status.value}'") for status in ACTIVE_STATUSES]
 _ACTIVE_CASE = (
     select(Case)
-    .where(Case.group_id == bindparam("group_id"), Case.status.in_(ACTIVE_STATUSES))
+    # The caller has the group loaded already (the session's identity map answers case.group):
+    # joining it again, and its customer, made this the costliest lookup of a message.
+    .options(lazyload(Case.group))
+    # Literal statuses: an IN over a bound list is re-rendered on every execution.
+    .where(Case.group_id == bindparam("group_id"), Case.status.in_(_ACTIVE_LITERALS))
     .order_by(Case.opened_at.desc(), Case.id.desc())
     .limit(1)
 )

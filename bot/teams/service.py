@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.conversations.enums import ACTIVE_STATUSES
@@ -40,6 +41,8 @@ _KNOWN_IDENTITY = (
     select(ChannelIdentity, Customer, ButlerGroup)
     .join(Customer, Customer.id == ChannelIdentity.customer_id)
     .outerjoin(ButlerGroup, ButlerGroup.customer_id == Customer.id)
+    # The group's customer is the row's own Customer: no second join (group.customer is in the map).
+    .options(lazyload(ButlerGroup.customer))
     .where(
         ChannelIdentity.channel == bindparam("channel"),
         ChannelIdentity.external_id == bindparam("external_id"),
