@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 
 from bot.clock import as_utc
 
@@ -171,3 +171,32 @@ class PerDialect:
         if stmt is None:
             stmt = self._built[name] = self._build(name)
         return stmt
+
+
+# Session.info key: {prebuilt INSERT: [rows]} queued in this transaction, written when it commits.
+_AT_COMMIT = "insert_at_commit"
+
+
+def insert_at_commit(session: AsyncSession, statement: Any, row: dict[str, Any]) -> None:
+    """Queue a row for a prebuilt INSERT; each statement's rows go in one execution at commit.
+
+    For rows nothing reads back in the transaction that writes them (outbox deliveries, a
+    message's channel ids): an ORM add cost a unit-of-work flush per row, about twice the INSERT.
+    A rollback drops them.
+    """
+    session.info.setdefault(_AT_COMMIT, {}).setdefault(statement, []).append(row)
+
+
+# Listening on the Session class, once: a listener added per session cost 0.1 ms per transaction.
+@event.listens_for(Session, "before_commit")
+def _write_at_commit(session: Session) -> None:
+    queued = session.info.pop(_AT_COMMIT, None)
+    if queued:
+        conn = session.connection()
+        for statement, rows in queued.items():
+            conn.execute(statement, rows)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_at_rollback(session: Session, _previous: Any) -> None:
+    session.info.pop(_AT_COMMIT, None)

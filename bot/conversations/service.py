@@ -12,7 +12,7 @@ from sqlalchemy.orm import lazyload, make_transient_to_detached
 from bot.bus import emit
 from bot.conversations.enums import ACTIVE_STATUSES, AuthorKind, CaseStatus
 from bot.conversations.models import Case, CaseEvent, InboundReceipt, Message, MessageRef
-from bot.db import PerDialect, insert_ignore_for
+from bot.db import PerDialect, insert_at_commit, insert_ignore_for
 from bot.errors import Conflict
 from bot.teams.models import Staff
 
@@ -58,6 +58,7 @@ _RECENT_CASES = (
 
 _MESSAGE_VALUES = [c.key for c in Message.__table__.columns if c.key != "id"]
 _INSERT_MESSAGE = insert(Message).returning(Message.id)
+_INSERT_REF = insert(MessageRef)
 
 
 async def record_receipt(
@@ -206,7 +207,11 @@ async def _insert_now(session: AsyncSession, message: Message) -> None:
 
 def add_ref(session: AsyncSession, *, message: Message, channel: str, chat_id: str, external_id: str) -> None:
     """Remember a message's id on a channel."""
-    session.add(MessageRef(message_id=message.id, channel=channel, chat_id=chat_id, external_id=external_id))
+    insert_at_commit(
+        session,
+        _INSERT_REF,
+        {"message_id": message.id, "channel": channel, "chat_id": chat_id, "external_id": external_id},
+    )
 
 
 async def message_by_ref(

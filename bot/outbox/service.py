@@ -5,16 +5,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, event, exists, func, insert, literal_column, select, update
+from sqlalchemy import and_, exists, func, insert, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import aliased
 
 from bot.bus import emit
+from bot.db import insert_at_commit
 from bot.outbox.models import OutboxRow
 
 PENDING, SENDING, SENT, DEAD = "pending", "sending", "sent", "dead"
-PENDING_ROWS = "outbox_pending_rows"  # Session.info: rows queued in this transaction, not yet written
-HOOKED = "outbox_hooked"
 _INSERT_ROWS = insert(OutboxRow)  # built once: every inbound message writes rows
 
 
@@ -34,11 +33,9 @@ def enqueue(
     lane's order is its ids' order): as ORM objects each was an INSERT ... RETURNING of its own on
     SQLite, autoflushed one by one. Nothing reads the outbox in the transaction that writes it.
     """
-    rows = session.info.get(PENDING_ROWS)
-    if rows is None:
-        rows = session.info[PENDING_ROWS] = []
-        _hook(session.sync_session)
-    rows.append(
+    insert_at_commit(
+        session,
+        _INSERT_ROWS,
         {
             "channel": channel,
             "lane": lane,
@@ -51,28 +48,9 @@ def enqueue(
             "created_at": now,
             "sent_at": None,
             "last_error": None,
-        }
+        },
     )
     emit(session, "outbox", {"type": "outbox.new", "channel": channel})
-
-
-def _hook(session: Session) -> None:
-    """Write a session's queued rows when it commits; forget them if it rolls back."""
-    if session.info.get(HOOKED):
-        return
-    session.info[HOOKED] = True
-    event.listen(session, "before_commit", _write_pending)
-    event.listen(session, "after_soft_rollback", _forget_pending)
-
-
-def _write_pending(session: Session, *_args: Any) -> None:
-    rows = session.info.pop(PENDING_ROWS, None)
-    if rows:
-        session.connection().execute(_INSERT_ROWS, rows)
-
-
-def _forget_pending(session: Session, *_args: Any) -> None:
-    session.info.pop(PENDING_ROWS, None)
 
 
 async def claim_due(
