@@ -21,8 +21,33 @@ _ACTIVE_DRAFT = (
 )
 
 
+# Every Telegram text asks whether a booking waits for it: the customer's lookup brings the answer
+# along (a correlated subquery on the drafts' index) instead of a query of its own per message.
+OPEN_DRAFT_ID = (
+    select(BookingDraft.id)
+    .where(BookingDraft.customer_id == Customer.id, BookingDraft.status == ACTIVE)
+    .order_by(BookingDraft.id.desc())
+    .limit(1)
+    .scalar_subquery()
+    .label("open_draft_id")
+)
+_OPEN_DRAFTS = "open_drafts"  # Session.info: {customer id: open draft id or None}, as looked up
+
+
+def remember_open_draft(session: AsyncSession, *, customer_id: int, draft_id: int | None) -> None:
+    """Note the customer's open draft (or none) as a lookup in this transaction found it."""
+    session.info.setdefault(_OPEN_DRAFTS, {})[customer_id] = draft_id
+
+
 async def active_draft(session: AsyncSession, *, customer_id: int) -> BookingDraft | None:
     """The customer's draft in progress, if any (the newest)."""
+    known = session.info.get(_OPEN_DRAFTS, {})
+    if customer_id in known:
+        if known[customer_id] is None:
+            return None
+        draft = await session.get(BookingDraft, known[customer_id])
+        if draft is not None and draft.status == ACTIVE:
+            return draft
     return await session.scalar(_ACTIVE_DRAFT, {"customer_id": customer_id})
 
 
@@ -36,6 +61,7 @@ async def create_draft(
 ) -> BookingDraft:
     """Start a draft, cancelling any other one the customer left open (one at a time)."""
     await cancel_drafts(session, customer_id=customer_id, now=now)
+    session.info.get(_OPEN_DRAFTS, {}).pop(customer_id, None)  # the lookup's answer is stale now
     draft = BookingDraft(
         customer_id=customer_id, kind=kind, step=step, status=ACTIVE, data={}, created_at=now, updated_at=now
     )

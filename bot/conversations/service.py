@@ -32,7 +32,7 @@ _RECEIPT = PerDialect(
         InboundReceipt.__table__.c.id
     )
 )
-_ACTIVE_LITERALS: list[ColumnElement[str]] = [literal_column(f"'{status.value}'") for status in ACTIVE_STATUSES]
+_ACTIVE_LITERALS: list[ColumnElement[str]] = [literal_column(f"'{s.value}'") for s in ACTIVE_STATUSES]
 _ACTIVE_CASE = (
     select(Case)
     # The caller has the group loaded already (the session's identity map answers case.group):

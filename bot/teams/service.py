@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from bot.bookings.service import OPEN_DRAFT_ID, remember_open_draft
 from bot.conversations.enums import ACTIVE_STATUSES
 from bot.conversations.models import Case
 from bot.db import insert_ignore
@@ -38,7 +39,7 @@ async def get_identity(session: AsyncSession, *, channel: str, external_id: str)
 
 # Every message's first lookup, built once (bot.db.PerDialect says why).
 _KNOWN_IDENTITY = (
-    select(ChannelIdentity, Customer, ButlerGroup)
+    select(ChannelIdentity, Customer, ButlerGroup, OPEN_DRAFT_ID)
     .join(Customer, Customer.id == ChannelIdentity.customer_id)
     .outerjoin(ButlerGroup, ButlerGroup.customer_id == Customer.id)
     # The group's customer is the row's own Customer: no second join (group.customer is in the map).
@@ -68,6 +69,7 @@ async def find_or_create_customer(
     known = (await session.execute(_KNOWN_IDENTITY, {"channel": channel, "external_id": external_id})).first()
     if known is not None:  # every message after the first: one query for identity, customer and group
         remember_group(session, known[2])
+        remember_open_draft(session, customer_id=known[1].id, draft_id=known[3])
         return known[1], known[0], False
     if dealer_id is DEFAULT_DEALER:  # looked up on creation only, not on every message
         dealer_id = await default_dealer_id(session)
