@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import lazyload
 
 from bot.errors import InvalidInput, NotFound
 from bot.i18n import normalize_locale
@@ -20,6 +21,7 @@ _LIVE_SESSION = (
     select(WebchatSession, Customer, ButlerGroup)
     .join(Customer, Customer.id == WebchatSession.customer_id)
     .outerjoin(ButlerGroup, ButlerGroup.customer_id == Customer.id)
+    .options(lazyload(ButlerGroup.customer))  # the row's own Customer: no second join
     .where(WebchatSession.id == bindparam("session_id"))
 )
 
