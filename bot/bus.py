@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 log = logging.getLogger(__name__)
 PREFIX = "butler:"
+MAX_QUEUED = 20_000  # events waiting for Redis; a few seconds of full load
 
 
 class EventBus(Protocol):
@@ -73,25 +74,41 @@ class RedisBus:
         from redis import asyncio as redis_asyncio
 
         self._redis = redis_asyncio.from_url(url, decode_responses=True, socket_timeout=2)
+        self._queued: list[tuple[str, str]] = []  # (channel, JSON) waiting for the next round trip
+        self._flusher: asyncio.Task[None] | None = None
 
     async def publish(self, topic: str, event: dict[str, Any]) -> None:
         """Publish; if Redis is down the live push is lost and everything else carries on."""
-        try:
-            await self._redis.publish(PREFIX + topic, json.dumps({"topic": topic, **event}, default=str))
-        except Exception as exc:  # any Redis failure must not fail the caller's work
-            log.warning("bus publish failed on %s: %s", topic, exc)
+        await self.publish_many([(topic, event)])
 
     async def publish_many(self, events: list[tuple[str, dict[str, Any]]]) -> None:
-        """Publish a unit of work's events in one round trip (a message makes 5-8 of them)."""
+        """Queue a unit of work's events; one task sends everything queued in one pipeline.
+
+        Under load many transactions commit between two round trips: one pipeline for all of them
+        cost a quarter of the CPU of a pipeline each (8 transactions of 3 events, redis-py). Order
+        is kept: one sender at a time, in queue order.
+        """
         if not events:
             return
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for topic, event in events:
-                    pipe.publish(PREFIX + topic, json.dumps({"topic": topic, **event}, default=str))
-                await pipe.execute()
-        except Exception as exc:  # as in publish: the live push is lost, the work is not
-            log.warning("bus publish of %d events failed: %s", len(events), exc)
+        if len(self._queued) >= MAX_QUEUED:  # Redis stalls (not refusing): drop hints, keep memory flat
+            log.warning("bus queue full (%d events); dropping %d", len(self._queued), len(events))
+            return
+        self._queued.extend(
+            (PREFIX + topic, json.dumps({"topic": topic, **event}, default=str)) for topic, event in events
+        )
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        while self._queued:
+            batch, self._queued = self._queued, []
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for channel, data in batch:
+                        pipe.publish(channel, data)
+                    await pipe.execute()
+            except Exception as exc:  # any Redis failure: the live push is lost, the work is not
+                log.warning("bus publish of %d events failed: %s", len(batch), exc)
 
     async def subscribe(self, topics: list[str]) -> AsyncIterator[dict[str, Any]]:
         """Yield events; reconnects with backoff while Redis is away."""
@@ -123,7 +140,10 @@ class RedisBus:
             delay = min(delay * 2, 3.0)
 
     async def close(self) -> None:
-        """Close the connection pool."""
+        """Send what is queued, then close the connection pool."""
+        if self._flusher is not None:
+            with contextlib.suppress(Exception):
+                await self._flusher
         await self._redis.aclose()
 
 

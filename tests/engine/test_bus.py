@@ -65,3 +65,44 @@ async def test_redis_bus_publish_survives_an_unreachable_server() -> None:
     await bus.publish("group:1", {"type": "message.new"})  # logged and dropped, never raised
     await bus.publish_many([("group:1", {"type": "message.new"}), ("staff:2", {"type": "notice"})])
     await bus.close()
+
+
+async def test_redis_bus_sends_concurrent_units_of_work_together_in_order() -> None:
+    url = need(REDIS_URL, "BUTLER_TEST_REDIS_URL")
+    publisher, subscriber = RedisBus(url), RedisBus(url)
+    got: list[int] = []
+    stream = subscriber.subscribe(["group:9"])
+
+    async def consume() -> None:
+        async for event in stream:
+            if event.get("type") == "n":
+                got.append(event["n"])
+                if len(got) == 60:
+                    return
+
+    trips = 0
+    execute = publisher._redis.pipeline(transaction=False).__class__.execute
+
+    async def counted(pipe: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal trips
+        trips += 1
+        return await execute(pipe, *args, **kwargs)
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.3)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(type(publisher._redis.pipeline(transaction=False)), "execute", counted)
+            # 20 units of work commit at once, 3 events each: fewer round trips than units, same order.
+            await asyncio.gather(
+                *(
+                    publisher.publish_many([("group:9", {"type": "n", "n": 3 * u + i}) for i in range(3)])
+                    for u in range(20)
+                )
+            )
+            await asyncio.wait_for(task, 5)
+        assert got == list(range(60))
+        assert 1 <= trips < 20
+    finally:
+        await publisher.close()
+        await subscriber.close()
