@@ -112,13 +112,7 @@ async def receive_customer_message(session: AsyncSession, rt: Runtime, msg: Inbo
         now=now,
         case_id=case.id if case else None,
         attachments=msg.attachments,
-    )
-    conv_service.add_ref(
-        session,
-        message=message,
-        channel=msg.channel,
-        chat_id=msg.chat_id,
-        external_id=msg.external_message_id,
+        ref=(msg.channel, msg.chat_id, msg.external_message_id),
     )
     await _mirror(session, rt, group=group, message=message)
     result = InboundResult(

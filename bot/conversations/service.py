@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, func, insert, literal_column, select
+from sqlalchemy import ColumnElement, String, bindparam, func, insert, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import lazyload, make_transient_to_detached
 
@@ -59,6 +59,25 @@ _RECENT_CASES = (
 _MESSAGE_VALUES = [c.key for c in Message.__table__.columns if c.key != "id"]
 _INSERT_MESSAGE = insert(Message).returning(Message.id)
 _INSERT_REF = insert(MessageRef)
+_REF_KEYS = ("ref_channel", "ref_chat_id", "ref_external_id")
+
+
+def _insert_message_and_ref() -> Any:
+    """PostgreSQL: the message and its channel id in one statement (a data-modifying CTE)."""
+    table = Message.__table__
+    new = insert(Message).values({c: bindparam(c, type_=table.c[c].type) for c in _MESSAGE_VALUES})
+    new_id = new.returning(Message.id).cte("new_message")
+    return (
+        insert(MessageRef)
+        .from_select(
+            ["message_id", "channel", "chat_id", "external_id"],
+            select(new_id.c.id, *(bindparam(k, type_=String()) for k in _REF_KEYS)),
+        )
+        .returning(MessageRef.message_id)
+    )
+
+
+_INSERT_MESSAGE_AND_REF = _insert_message_and_ref()
 
 
 async def record_receipt(
@@ -167,8 +186,9 @@ async def add_message(
     internal: bool = False,
     attachments: list[Any] | None = None,
     meta: dict[str, Any] | None = None,
+    ref: tuple[str, str, str] | None = None,
 ) -> Message:
-    """Store a message and announce it to the group's live viewers after commit."""
+    """Store a message (with its channel, chat and message id if `ref`), announce it after commit."""
     message = Message(
         group_id=group_id,
         case_id=case_id,
@@ -183,7 +203,7 @@ async def add_message(
     )
     # Set the author object too, so views can read it without lazy IO on a new instance.
     message.author_staff = await session.get(Staff, author_staff_id) if author_staff_id else None
-    await _insert_now(session, message)
+    await _insert_now(session, message, ref)
     emit(
         session,
         f"group:{group_id}",
@@ -192,15 +212,23 @@ async def add_message(
     return message
 
 
-async def _insert_now(session: AsyncSession, message: Message) -> None:
+async def _insert_now(session: AsyncSession, message: Message, ref: tuple[str, str, str] | None) -> None:
     """INSERT a new message at once and keep it in the session as if it had been loaded.
 
     Callers need its id straight away. A flush for that walked the unit of work and cost about
     twice a prebuilt INSERT ... RETURNING (bot.db.PerDialect); every inbound message stores two.
+    An inbound message's channel id goes in the same statement on PostgreSQL (one round trip
+    less), at commit on SQLite.
     """
     conn = await session.connection()
     values = {column: getattr(message, column) for column in _MESSAGE_VALUES}
-    message.id = (await conn.execute(_INSERT_MESSAGE, values)).scalar_one()
+    if ref is not None and conn.dialect.name == "postgresql":
+        values.update(zip(_REF_KEYS, ref, strict=True))
+        message.id = (await conn.execute(_INSERT_MESSAGE_AND_REF, values)).scalar_one()
+    else:
+        message.id = (await conn.execute(_INSERT_MESSAGE, values)).scalar_one()
+        if ref is not None:
+            add_ref(session, message=message, channel=ref[0], chat_id=ref[1], external_id=ref[2])
     make_transient_to_detached(message)  # persistent once added: no second INSERT at the next flush
     session.add(message)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bot.clock import FrozenClock
 from bot.conversations import flows
+from bot.conversations import service as conv_service
 from bot.conversations.enums import CaseStatus
 from bot.conversations.models import Case, Message
 from bot.runtime import Runtime
@@ -48,3 +49,17 @@ async def test_repeat_questions_active_case_and_resolution(rt: Runtime, clock: F
     clock.advance(minutes=10)
     after = await webchat_says(rt, "c", FAQ, message_id="m6")  # no active case: the bot answers again
     assert after.answered_by_bot and after.case_id is None
+
+
+async def test_a_customer_message_is_found_by_its_channel_id(rt: Runtime) -> None:
+    """The channel's message id is stored with the message (one statement on PostgreSQL)."""
+    async with rt.transaction() as session:
+        await seed_demo(session, password=DEMO_PASSWORD, password_hash=DEMO_HASH)
+    said = await webchat_says(rt, "d", "My brakes make a grinding noise, please call me", message_id="w-17")
+    async with rt.maker() as session:
+        found = await conv_service.message_by_ref(session, channel="webchat", chat_id="d", external_id="w-17")
+        assert found is not None and found.id == said.message_id and found.body.startswith("My brakes")
+        missing = await conv_service.message_by_ref(
+            session, channel="webchat", chat_id="d", external_id="w-18"
+        )
+        assert missing is None
