@@ -71,10 +71,13 @@ async def test_redis_bus_sends_concurrent_units_of_work_together_in_order() -> N
     url = need(REDIS_URL, "BUTLER_TEST_REDIS_URL")
     publisher, subscriber = RedisBus(url), RedisBus(url)
     got: list[int] = []
-    stream = subscriber.subscribe(["group:9"])
+    wakes = 0
+    stream = subscriber.subscribe(["group:9", "outbox"])
 
     async def consume() -> None:
+        nonlocal wakes
         async for event in stream:
+            wakes += event.get("type") == "outbox.new"
             if event.get("type") == "n":
                 got.append(event["n"])
                 if len(got) == 60:
@@ -93,16 +96,20 @@ async def test_redis_bus_sends_concurrent_units_of_work_together_in_order() -> N
     try:
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(type(publisher._redis.pipeline(transaction=False)), "execute", counted)
-            # 20 units of work commit at once, 3 events each: fewer round trips than units, same order.
+            # 20 units of work commit at once, 3 events and a sender wake-up each: fewer round trips
+            # than units, same order, and the identical wake-ups of one trip sent once.
+            wake = ("outbox", {"type": "outbox.new", "channel": "telegram"})
             await asyncio.gather(
                 *(
-                    publisher.publish_many([("group:9", {"type": "n", "n": 3 * u + i}) for i in range(3)])
+                    publisher.publish_many(
+                        [*(("group:9", {"type": "n", "n": 3 * u + i}) for i in range(3)), wake]
+                    )
                     for u in range(20)
                 )
             )
             await asyncio.wait_for(task, 5)
         assert got == list(range(60))
-        assert 1 <= trips < 20
+        assert 1 <= trips < 20 and 1 <= wakes <= trips
     finally:
         await publisher.close()
         await subscriber.close()
