@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -218,3 +219,45 @@ async def test_blocked_customer_is_marked_once_and_not_retried(live_rt: Runtime)
     assert len(calls) == 1 and calls[0].status == 403
     assert [r.status for r in rows if r.lane == "tg:6103"] == ["dead", "dead", "dead"]
     assert sum("屏蔽" in t for t in topic_texts) == 1
+
+
+async def test_topics_of_a_busy_group_come_back_one_by_one(live_rt: Runtime) -> None:
+    """A busy staff group hands its topics' rows back for slots one chat period apart, not all at once.
+
+    Through Redis (as in production) a reservation takes a round trip, and Telegram's 1 msg/s per
+    chat holds one topic's row in it: the other topics' rows arrive meanwhile and are handed back.
+    They all came back together 1.2 s later, again and again (hundreds of topics: a busy worker).
+    """
+    url = need(REDIS_URL, "BUTLER_TEST_REDIS_URL")
+    staff = -1009000000002
+    async with BotApiServer() as server:
+        server.supergroup(staff, "Staff", bot_rights={"can_manage_topics": True})
+        live_rt.settings.telegram_staff_chat_id = staff
+        live_rt.settings.telegram_group_per_minute = 3
+        live_rt.settings.telegram_chat_per_second = 1.0
+        for chat in range(6201, 6209):
+            server.user(chat, f"U{chat}", started=True)
+            async with live_rt.transaction() as session:
+                await start_customer(session, live_rt, user=TgUser(chat, chat, f"U{chat}"))
+        limiter = RedisLimiter(url, prefix=f"butler:test:{time.time_ns()}:")
+        deliverer = TelegramDeliverer(live_rt, ptb_bot(server), limiter)
+        sender = OutboxSender(live_rt.maker, live_rt.clock, {"telegram": deliverer}, idle_seconds=0.05)
+        stop = asyncio.Event()
+        task = asyncio.create_task(sender.run(stop))
+        await asyncio.sleep(3.0)
+        stop.set()
+        await task
+        await deliverer.close()
+        arrived = server.sent(staff)
+        async with live_rt.maker() as session:
+            waiting = (
+                await session.scalars(
+                    select(OutboxRow.next_attempt_at)
+                    .where(OutboxRow.lane.like("tg:topic:%"), OutboxRow.status == "pending")
+                    .order_by(OutboxRow.next_attempt_at)
+                )
+            ).all()
+    assert len(arrived) <= 3, "the group's limit holds"
+    assert len(waiting) >= 4, "the rest waits in the outbox"
+    gaps = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(waiting)]
+    assert min(gaps) >= 1.0, gaps
