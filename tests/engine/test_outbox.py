@@ -177,6 +177,38 @@ async def test_a_busy_pipeline_claims_in_refills_not_once_per_row_and_keeps_lane
     assert sender.claims <= 25, sender.claims
 
 
+class Queued(Recorder):
+    """A deliverer whose sends queue for a bot-wide rate (Telegram's 30/s), one after another."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._turn = asyncio.Lock()
+
+    async def deliver(self, row: OutboxRow) -> DeliveryResult:
+        async with self._turn:
+            await asyncio.sleep(1 / 30)
+            return await super().deliver(row)
+
+
+async def test_a_pipeline_queueing_for_the_bot_wide_rate_refills_at_half_empty(rt: Runtime) -> None:
+    """Rows queueing for the rate keep the sender busy: no claim (a read of the whole queue) per send."""
+    queued = Queued()
+    sender = CountingSender(rt.maker, SystemClock(), {"test": queued}, batch=20, idle_seconds=5.0)
+    for lane in range(60):
+        await _enqueue(rt, f"chat:{lane}", f"{lane}")
+    stop = asyncio.Event()
+    task = asyncio.create_task(sender.run(stop))
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        if len(queued.sent) == 60:
+            break
+    stop.set()
+    await task
+    assert sorted(int(t) for _, t in queued.sent) == list(range(60))
+    # A claim every REFILL_EVERY while sends finished took 21 here; refilling at half empty, 9.
+    assert sender.claims <= 13, sender.claims
+
+
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 async def test_the_claim_uses_the_unsent_lane_index_even_in_a_generic_plan(rt: Runtime) -> None:
     """asyncpg prepares statements, so PostgreSQL may plan the claim once for any parameters.
