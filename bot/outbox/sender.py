@@ -10,14 +10,15 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import metrics
 from bot.bus import take_pending
 from bot.clock import Clock
+from bot.conversations.models import Message
 from bot.outbox import service as outbox_service
 from bot.outbox.models import OutboxRow
 
@@ -32,8 +33,22 @@ REFILL_EVERY = 0.1
 # bot-wide limit, and a claim of a few rows every REFILL_EVERY read the whole queue ten times a
 # second (seen: 8,000 rows waiting for Telegram's 30/s). A new row lands behind them either way.
 LOW_WATER = 0.5
-# Every recording pass loads its rows with this (built once: bot.db.PerDialect says why).
-_ROWS_BY_ID = select(OutboxRow).where(OutboxRow.id.in_(bindparam("ids", expanding=True)))
+_OUTBOX = cast(Table, OutboxRow.__table__)
+# One execution records a batch's outcomes, computed from the rows as claimed (the lease keeps other
+# senders off them): loading the rows and flushing them as ORM objects cost twice as much.
+_RECORD = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("row_id"))
+    .values(
+        status=bindparam("new_status"),
+        attempts=bindparam("new_attempts"),
+        next_attempt_at=bindparam("new_next"),
+        sent_at=bindparam("new_sent"),
+        last_error=bindparam("new_error"),
+    )
+)
+# The follow-ups of a send read its message (a copy's bookkeeping): one query loads them all.
+_MESSAGES_BY_ID = select(Message).where(Message.id.in_(bindparam("ids", expanding=True)))
 
 
 @dataclass(frozen=True)
@@ -151,16 +166,18 @@ class OutboxSender:
             metrics.observe_delivery(row.channel, _outcome(result), created_at=row.created_at, now=now)
 
     async def _record_batch(self, done: list[tuple[OutboxRow, DeliveryResult]], *, follow_ups: bool) -> None:
+        now = self._clock.now()
+        outcomes = [self._outcome_of(row, result, now) for row, result in done]
+        afters = [(row, result.after) for row, result in done if result.ok and result.after is not None]
         async with self._maker() as session:
             async with self._serial or contextlib.nullcontext(), session.begin():
-                # One query loads the rows, so _record's gets hit the identity map (50 round trips
-                # took ~0.5 s on a busy SQLite: a pause in which nothing was sent).
-                ids = [r.id for r, _ in done]
-                held = (await session.scalars(_ROWS_BY_ID, {"ids": ids})).all()  # noqa: F841
-                for row, result in done:
-                    await self._record(session, row, result)
-                    if follow_ups and result.ok and result.after is not None:
-                        await result.after(session)
+                await session.execute(_RECORD, outcomes)
+                if follow_ups and afters:
+                    ids = [row.message_id for row, _ in afters if row.message_id is not None]
+                    if ids:
+                        held = (await session.scalars(_MESSAGES_BY_ID, {"ids": ids})).all()  # noqa: F841
+                    for _row, after in afters:
+                        await after(session)
             await self._published(session)
 
     async def _follow_up_alone(self, after: Callable[[AsyncSession], Awaitable[None]]) -> None:
@@ -186,29 +203,30 @@ class OutboxSender:
             log.exception("deliverer for %s failed on outbox row %s", row.channel, row.id)
             return DeliveryResult(ok=False, error=f"{type(exc).__name__}: {exc}")
 
-    async def _record(self, session: AsyncSession, row: OutboxRow, result: DeliveryResult) -> None:
-        stored = await session.get(OutboxRow, row.id)
-        if stored is None:
-            return
-        now = self._clock.now()
+    def _outcome_of(self, row: OutboxRow, result: DeliveryResult, now: datetime) -> dict[str, Any]:
+        """The columns a delivery's result leaves on its row (a rate limit is a wait, not an attempt)."""
+        status, attempts, due, sent = outbox_service.PENDING, row.attempts, row.next_attempt_at, row.sent_at
         if result.ok:
-            stored.status, stored.sent_at, stored.last_error = outbox_service.SENT, now, None
-            return
-        stored.last_error = result.error
-        if result.retry_after is not None:
-            # Rate limited: not a failed attempt, just wait what the platform asked.
-            stored.status = outbox_service.PENDING
-            stored.next_attempt_at = now + timedelta(seconds=result.retry_after)
-            self._due(stored.next_attempt_at)
-            return
-        stored.attempts += 1
-        if result.permanent or stored.attempts >= self._max_attempts:
-            stored.status = outbox_service.DEAD
-            log.warning("outbox row %s dead after %s attempts: %s", row.id, stored.attempts, result.error)
-            return
-        stored.status = outbox_service.PENDING
-        stored.next_attempt_at = now + timedelta(seconds=backoff_seconds(stored.attempts))
-        self._due(stored.next_attempt_at)
+            status, sent = outbox_service.SENT, now
+        elif result.retry_after is not None:
+            due = now + timedelta(seconds=result.retry_after)
+            self._due(due)
+        else:
+            attempts += 1
+            if result.permanent or attempts >= self._max_attempts:
+                status = outbox_service.DEAD
+                log.warning("outbox row %s dead after %s attempts: %s", row.id, attempts, result.error)
+            else:
+                due = now + timedelta(seconds=backoff_seconds(attempts))
+                self._due(due)
+        return {
+            "row_id": row.id,
+            "new_status": status,
+            "new_attempts": attempts,
+            "new_next": due,
+            "new_sent": sent,
+            "new_error": None if result.ok else result.error,
+        }
 
     def _due(self, at: datetime) -> None:
         """Remember the earliest retry, so the pipeline wakes for it instead of polling."""

@@ -15,7 +15,7 @@ from bot.conversations import service as conv_service
 from bot.conversations.buttons import ButtonResult, press_button
 from bot.conversations.enums import AuthorKind
 from bot.conversations.flows import InboundMessage, InboundResult, ensure_group, receive_customer_message
-from bot.conversations.models import Message
+from bot.conversations.models import Message, MessageRef
 from bot.conversations.staff_flows import invite_member, resolve_case, staff_reply, transfer_case
 from bot.errors import Forbidden, InvalidInput, NotFound
 from bot.i18n import normalize_locale, role_name, t
@@ -407,7 +407,7 @@ async def copy_sent(
     An edit that comes in while a copy is still queued or on its way cannot find the copy's id
     (it is known only once Telegram answered), so the copy is brought up to date here instead.
     """
-    await tg_service.record_ref(session, message_id=message_id, chat_id=chat_id, external_id=external_id)
+    tg_service.record_ref(session, message_id=message_id, chat_id=chat_id, external_id=external_id)
     message = await session.get(Message, message_id)
     edited = message.meta.get("edited_at") if message is not None else None
     if message is None or not edited or message.internal:
@@ -418,9 +418,10 @@ async def copy_sent(
     customer = await session.get(Customer, group.customer_id) if group is not None else None
     if group is None or customer is None:
         return
-    for ref in await tg_service.refs_of(session, message_id=message.id):
-        if int(ref.chat_id) == chat_id and int(ref.external_id) == external_id:
-            _queue_copy_edit(session, rt, message=message, customer=customer, group=group, ref=ref)
+    copy = MessageRef(
+        message_id=message.id, channel=Channel.TELEGRAM, chat_id=str(chat_id), external_id=str(external_id)
+    )
+    _queue_copy_edit(session, rt, message=message, customer=customer, group=group, ref=copy)
 
 
 def _captioned(message: Message, text: str) -> bool:

@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.conversations.models import MessageRef
-from bot.db import PerDialect, insert_ignore, insert_ignore_for
+from bot.db import PerDialect, insert_at_commit, insert_ignore, insert_ignore_for
 from bot.teams.enums import Channel
 from bot.teams.models import ButlerGroup, ChannelIdentity, Staff
 from bot.tg.models import StaffLinkToken, TelegramTopic, TelegramUpdate
@@ -178,9 +178,10 @@ async def take_link_token(session: AsyncSession, *, token: str, now: datetime) -
     return used.scalar()
 
 
-async def record_ref(session: AsyncSession, *, message_id: int, chat_id: int, external_id: int) -> None:
-    """Remember the Telegram id of a copy we sent (idempotent)."""
-    await session.execute(
+def record_ref(session: AsyncSession, *, message_id: int, chat_id: int, external_id: int) -> None:
+    """Remember the Telegram id of a copy we sent (idempotent), at commit with the others recorded."""
+    insert_at_commit(
+        session,
         _RECORD_REF(session),
         {
             "message_id": message_id,
