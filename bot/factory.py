@@ -8,6 +8,7 @@ from bot.bus import make_bus
 from bot.clock import Clock, SystemClock
 from bot.conversations.routing import Router
 from bot.db import make_engine, make_sessionmaker
+from bot.group_commit import GroupCommit
 from bot.runtime import Runtime
 from bot.settings import Settings
 from escalation.engine import SlaEngine
@@ -19,7 +20,7 @@ from knowledge.router import KnowledgeRouter
 def build_runtime(settings: Settings, *, clock: Clock | None = None, router: Router | None = None) -> Runtime:
     """Wire the collaborators; nothing connects until first use."""
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
-    return Runtime(
+    rt = Runtime(
         settings=settings,
         engine=engine,
         maker=make_sessionmaker(engine),
@@ -30,6 +31,9 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None, router: Rou
         sla=SlaEngine(settings),
         serial=asyncio.Lock() if engine.dialect.name == "sqlite" else None,
     )
+    if settings.db_group_commit > 1:
+        rt.group_commit = GroupCommit(rt.transaction, max_units=settings.db_group_commit)
+    return rt
 
 
 async def close_runtime(rt: Runtime) -> None:

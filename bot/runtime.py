@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.bus import EventBus, take_pending
 from bot.clock import Clock
 from bot.conversations.routing import Router
+from bot.group_commit import GroupCommit
 from bot.metrics import run_after_commit
 from bot.settings import Settings
 
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from bot.outbox.sender import Deliverer, OutboxSender
     from bot.teams.models import ButlerGroup, ChannelIdentity, Staff
     from escalation.engine import SlaEngine
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class Runtime:
     # SQLite has one write lock, and its busy handler makes waiting writers sleep and poll (up to
     # 100 ms a try, no order): units of work queue here instead, first come first served.
     serial: asyncio.Lock | None = None
+    group_commit: GroupCommit | None = None  # see unit_of_work
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -87,6 +91,17 @@ class Runtime:
             events = take_pending(session)
             run_after_commit(session)  # metrics count committed work only
         await self.publish(events)
+
+    async def unit_of_work(self, work: Callable[[AsyncSession], Coroutine[Any, Any, T]]) -> T:
+        """An inbound message's unit of work: in a transaction shared with those arriving meanwhile.
+
+        See bot.group_commit: `work` may run twice (alone after a shared transaction failed), and
+        its result is returned once committed.
+        """
+        if self.group_commit is None:
+            async with self.transaction() as session:
+                return await work(session)
+        return await self.group_commit.run(work)
 
     async def publish(self, events: list[tuple[str, dict[str, Any]]]) -> None:
         """Send committed events to the bus, waking the local outbox sender directly."""

@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     session_ttl_hours: int = Field(24 * 30, description="web chat session lifetime")
     api_token_ttl_hours: int = Field(12, description="staff API token lifetime")
     max_message_chars: int = Field(4096, description="longest accepted message body")
+    db_group_commit: int = Field(
+        32,
+        ge=1,
+        le=1000,
+        description="inbound messages (webhook updates, web chat posts) that may share one transaction "
+        "when they arrive together; 1 = a transaction each",
+    )
     outbox_max_attempts: int = Field(8, description="deliveries tried before an outbox row is dead")
     outbox_poll_seconds: float = Field(1.0, description="sender idle wake-up interval")
     run_workers: bool = Field(True, description="run the outbox sender and escalation worker in-process")

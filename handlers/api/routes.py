@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Cookie, Depends, Header, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.conversations import buttons, flows, staff_flows, webchat
 from bot.conversations import service as conv_service
@@ -78,12 +79,12 @@ async def post_chat_message(
 ) -> ChatMessageOut:
     """Send a customer message; the same client_message_id twice is stored once."""
     rt = runtime(request)
-    async with rt.transaction() as session:
-        chat, customer = await webchat.require_session(
-            session, rt, session_id=_chat_session_id(x_webchat_session, butler_chat)
-        )
-        external = body.client_message_id or uuid.uuid4().hex
-        result = await flows.receive_customer_message(
+    session_id = _chat_session_id(x_webchat_session, butler_chat)
+    external = body.client_message_id or uuid.uuid4().hex
+
+    async def work(session: AsyncSession) -> flows.InboundResult:
+        chat, customer = await webchat.require_session(session, rt, session_id=session_id)
+        return await flows.receive_customer_message(
             session,
             rt,
             flows.InboundMessage(
@@ -97,6 +98,8 @@ async def post_chat_message(
                 customer=customer,  # already loaded with the session: saves the identity lookup
             ),
         )
+
+    result = await rt.unit_of_work(work)
     return ChatMessageOut(
         message_id=result.message_id,
         duplicate=result.duplicate,

@@ -150,11 +150,11 @@ class UpdateRunner:
     async def _run(
         self, update: Update, update_id: int, kind: str
     ) -> tuple[str, list[Callable[[], Awaitable[Any]]]]:
-        async with self.rt.transaction() as session:
+        async def work(session: AsyncSession) -> Unit | None:
             if not await tg_service.claim_update(
                 session, update_id=update_id, kind=kind, now=self.rt.clock.now()
             ):
-                return "duplicate", []
+                return None
             unit = Unit(self.rt, session)
             token = _UNIT.set(unit)
             try:
@@ -163,6 +163,11 @@ class UpdateRunner:
                 _UNIT.reset(token)
             if unit.error is not None:
                 raise unit.error
+            return unit
+
+        unit = await self.rt.unit_of_work(work)
+        if unit is None:
+            return "duplicate", []
         if not unit.handled:
             log.info("update %s (%s) had no handler; ignored", update_id, kind)
         return "processed", unit.after_commit

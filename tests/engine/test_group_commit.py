@@ -1,0 +1,92 @@
+"""Group commit: concurrent inbound units share transactions; a failing unit fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from sqlalchemy import event, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.clock import FrozenClock
+from bot.factory import build_runtime, close_runtime
+from bot.outbox import service as outbox_service
+from bot.outbox.models import OutboxRow
+from bot.runtime import Runtime
+from bot.settings import Settings
+
+_REQUEST: contextvars.ContextVar[str] = contextvars.ContextVar("request", default="-")
+
+
+def _unit(
+    rt: Runtime, text: str, *, fail: bool = False
+) -> Callable[[AsyncSession], Coroutine[Any, Any, Any]]:
+    async def work(session: AsyncSession) -> tuple[str, str]:
+        outbox_service.enqueue(
+            session, channel="test", lane=f"lane:{text}", payload={"text": text}, now=rt.clock.now()
+        )
+        await session.flush()
+        if fail:
+            raise ValueError(f"unit {text} refuses")
+        return text, _REQUEST.get()
+
+    return work
+
+
+async def _submit(rt: Runtime, text: str, *, fail: bool = False) -> tuple[str, str]:
+    _REQUEST.set(f"req-{text}")
+    return await rt.unit_of_work(_unit(rt, text, fail=fail))
+
+
+async def _stored(rt: Runtime) -> list[str]:
+    async with rt.maker() as session:
+        rows = (await session.scalars(select(OutboxRow).order_by(OutboxRow.id))).all()
+    return [r.payload["text"] for r in rows]
+
+
+def _count_commits(rt: Runtime) -> list[int]:
+    commits: list[int] = []
+    event.listen(rt.engine.sync_engine, "commit", lambda _conn: commits.append(1))
+    return commits
+
+
+async def test_units_arriving_together_share_a_commit_and_keep_their_order_and_context(rt: Runtime) -> None:
+    assert rt.group_commit is not None
+    commits = _count_commits(rt)
+    texts = [f"m{i:02d}" for i in range(20)]
+    results = await asyncio.gather(*(_submit(rt, text) for text in texts))
+    assert results == [(text, f"req-{text}") for text in texts]  # each unit saw its own request's context
+    assert await _stored(rt) == texts, "all committed, in arrival order"
+    assert len(commits) < 5, commits  # 20 with a transaction each
+    assert rt.group_commit.shared >= 1
+
+
+async def test_a_failing_unit_fails_alone_and_the_others_commit(rt: Runtime) -> None:
+    texts = [f"m{i:02d}" for i in range(10)]
+    outcomes = await asyncio.gather(
+        *(_submit(rt, text, fail=text == "m04") for text in texts), return_exceptions=True
+    )
+    failed = [o for o in outcomes if isinstance(o, BaseException)]
+    assert len(failed) == 1 and isinstance(failed[0], ValueError) and "m04" in str(failed[0])
+    assert await _stored(rt) == [t for t in texts if t != "m04"], "nothing of the failed unit is kept"
+
+
+async def test_an_idle_process_commits_each_unit_at_once(rt: Runtime) -> None:
+    commits = _count_commits(rt)
+    for text in ("a", "b", "c"):
+        assert await _submit(rt, text) == (text, f"req-{text}")
+        assert await _stored(rt) == ["a", "b", "c"][: ["a", "b", "c"].index(text) + 1]
+    assert len(commits) == 3
+
+
+async def test_one_unit_per_transaction_when_switched_off(settings: Settings, clock: FrozenClock) -> None:
+    rt = build_runtime(settings.model_copy(update={"db_group_commit": 1}), clock=clock)
+    try:
+        assert rt.group_commit is None
+        commits = _count_commits(rt)
+        await asyncio.gather(*(_submit(rt, f"m{i}") for i in range(5)))
+        assert len(commits) == 5 and len(await _stored(rt)) == 5
+    finally:
+        await close_runtime(rt)
