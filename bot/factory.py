@@ -31,8 +31,13 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None, router: Rou
         sla=SlaEngine(settings),
         serial=asyncio.Lock() if engine.dialect.name == "sqlite" else None,
     )
-    if settings.db_group_commit > 1:
-        rt.group_commit = GroupCommit(rt.transaction, max_units=settings.db_group_commit)
+    # SQLite writes one transaction at a time anyway, so sharing costs nothing there. On PostgreSQL
+    # it took a quarter off the database's CPU per message but a fifth off one process's rate: the
+    # units of a shared transaction wait for their round trips one after another, where separate
+    # transactions overlap them (docs/BENCHMARKS.md). So there it is off unless asked for.
+    group = settings.db_group_commit or (32 if engine.dialect.name == "sqlite" else 1)
+    if group > 1:
+        rt.group_commit = GroupCommit(rt.transaction, max_units=group)
     return rt
 
 

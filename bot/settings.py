@@ -35,12 +35,12 @@ class Settings(BaseSettings):
     session_ttl_hours: int = Field(24 * 30, description="web chat session lifetime")
     api_token_ttl_hours: int = Field(12, description="staff API token lifetime")
     max_message_chars: int = Field(4096, description="longest accepted message body")
-    db_group_commit: int = Field(
-        32,
+    db_group_commit: int | None = Field(
+        None,
         ge=1,
         le=1000,
         description="inbound messages (webhook updates, web chat posts) that may share one transaction "
-        "when they arrive together; 1 = a transaction each",
+        "when they arrive together; 1 = a transaction each; default 32 on SQLite, 1 on PostgreSQL",
     )
     outbox_max_attempts: int = Field(8, description="deliveries tried before an outbox row is dead")
     outbox_poll_seconds: float = Field(1.0, description="sender idle wake-up interval")

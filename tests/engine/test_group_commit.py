@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
+import pytest
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -52,7 +53,18 @@ def _count_commits(rt: Runtime) -> list[int]:
     return commits
 
 
-async def test_units_arriving_together_share_a_commit_and_keep_their_order_and_context(rt: Runtime) -> None:
+@pytest.fixture
+async def grouped(settings: Settings, clock: FrozenClock) -> AsyncIterator[Runtime]:
+    """A runtime with group commit on (the default on SQLite; PostgreSQL may switch it on)."""
+    rt = build_runtime(settings.model_copy(update={"db_group_commit": 32}), clock=clock)
+    yield rt
+    await close_runtime(rt)
+
+
+async def test_units_arriving_together_share_a_commit_and_keep_their_order_and_context(
+    grouped: Runtime,
+) -> None:
+    rt = grouped
     assert rt.group_commit is not None
     commits = _count_commits(rt)
     texts = [f"m{i:02d}" for i in range(20)]
@@ -63,7 +75,8 @@ async def test_units_arriving_together_share_a_commit_and_keep_their_order_and_c
     assert rt.group_commit.shared >= 1
 
 
-async def test_a_failing_unit_fails_alone_and_the_others_commit(rt: Runtime) -> None:
+async def test_a_failing_unit_fails_alone_and_the_others_commit(grouped: Runtime) -> None:
+    rt = grouped
     texts = [f"m{i:02d}" for i in range(10)]
     outcomes = await asyncio.gather(
         *(_submit(rt, text, fail=text == "m04") for text in texts), return_exceptions=True
@@ -73,7 +86,8 @@ async def test_a_failing_unit_fails_alone_and_the_others_commit(rt: Runtime) -> 
     assert await _stored(rt) == [t for t in texts if t != "m04"], "nothing of the failed unit is kept"
 
 
-async def test_an_idle_process_commits_each_unit_at_once(rt: Runtime) -> None:
+async def test_an_idle_process_commits_each_unit_at_once(grouped: Runtime) -> None:
+    rt = grouped
     commits = _count_commits(rt)
     for text in ("a", "b", "c"):
         assert await _submit(rt, text) == (text, f"req-{text}")
@@ -90,3 +104,7 @@ async def test_one_unit_per_transaction_when_switched_off(settings: Settings, cl
         assert len(commits) == 5 and len(await _stored(rt)) == 5
     finally:
         await close_runtime(rt)
+
+
+def test_on_by_default_for_sqlite_only(rt: Runtime) -> None:
+    assert (rt.group_commit is not None) == (rt.engine.dialect.name == "sqlite")
