@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+_UNSET = object()
 Work = Callable[[AsyncSession], Coroutine[Any, Any, Any]]
 
 
@@ -42,11 +43,17 @@ class GroupCommit:
     async def run(self, work: Callable[[AsyncSession], Coroutine[Any, Any, T]]) -> T:
         """Run `work` in a transaction shared with units arriving meanwhile; its result once committed."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        # The unit runs in the caller's context: its request id stays on the log lines it writes.
-        self._queue.append((work, future, contextvars.copy_context()))
+        # The unit runs in a copy of the caller's context: its request id stays on the log lines it
+        # writes, and what it sets there (the case id for the access log) comes back afterwards.
+        context = contextvars.copy_context()
+        self._queue.append((work, future, context))
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.create_task(self._drain(), name="group-commit")
-        return await future
+        result = await future
+        for var, value in context.items():
+            if var.get(_UNSET) is not value:
+                var.set(value)
+        return result
 
     async def _drain(self) -> None:
         batch: list[tuple[Work, asyncio.Future[Any], contextvars.Context]] = []

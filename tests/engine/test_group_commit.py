@@ -19,12 +19,14 @@ from bot.runtime import Runtime
 from bot.settings import Settings
 
 _REQUEST: contextvars.ContextVar[str] = contextvars.ContextVar("request", default="-")
+_CASE: contextvars.ContextVar[str] = contextvars.ContextVar("case", default="-")
 
 
 def _unit(
     rt: Runtime, text: str, *, fail: bool = False
 ) -> Callable[[AsyncSession], Coroutine[Any, Any, Any]]:
     async def work(session: AsyncSession) -> tuple[str, str]:
+        _CASE.set(f"case-{text}")  # as the flows set the case id for the access log
         outbox_service.enqueue(
             session, channel="test", lane=f"lane:{text}", payload={"text": text}, now=rt.clock.now()
         )
@@ -38,7 +40,9 @@ def _unit(
 
 async def _submit(rt: Runtime, text: str, *, fail: bool = False) -> tuple[str, str]:
     _REQUEST.set(f"req-{text}")
-    return await rt.unit_of_work(_unit(rt, text, fail=fail))
+    result = await rt.unit_of_work(_unit(rt, text, fail=fail))
+    assert _CASE.get() == f"case-{text}", "what the unit set in its context is the caller's afterwards"
+    return result
 
 
 async def _stored(rt: Runtime) -> list[str]:
