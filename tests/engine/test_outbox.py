@@ -157,19 +157,24 @@ class CountingSender(OutboxSender):
         return await super()._claim(limit, release=release)
 
 
+async def _run_until_sent(sender: OutboxSender, deliverer: Recorder, count: int, *, within: float) -> None:
+    """Run the sender's pipeline until the deliverer has sent `count` rows (or time is up), then stop it."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(sender.run(stop))
+    for _ in range(int(within / 0.05)):
+        await asyncio.sleep(0.05)
+        if len(deliverer.sent) == count:
+            break
+    stop.set()
+    await task
+
+
 async def test_a_busy_pipeline_claims_in_refills_not_once_per_row_and_keeps_lane_order(rt: Runtime) -> None:
     paced = Paced()
     sender = CountingSender(rt.maker, SystemClock(), {"test": paced}, batch=8, idle_seconds=0.05)
     for lane in range(8):  # a backlog: lanes of 15 rows each
         await _enqueue(rt, f"chat:{lane}", *(f"{lane}-{i:02d}" for i in range(15)))
-    stop = asyncio.Event()
-    task = asyncio.create_task(sender.run(stop))
-    for _ in range(400):
-        await asyncio.sleep(0.05)
-        if len(paced.sent) == 120:
-            break
-    stop.set()
-    await task
+    await _run_until_sent(sender, paced, 120, within=20.0)
     assert len(paced.sent) == 120
     for lane in range(8):
         assert [t for ln, t in paced.sent if ln == f"chat:{lane}"] == [f"{lane}-{i:02d}" for i in range(15)]
@@ -196,14 +201,7 @@ async def test_a_pipeline_queueing_for_the_bot_wide_rate_refills_at_half_empty(r
     sender = CountingSender(rt.maker, SystemClock(), {"test": queued}, batch=20, idle_seconds=5.0)
     for lane in range(60):
         await _enqueue(rt, f"chat:{lane}", f"{lane}")
-    stop = asyncio.Event()
-    task = asyncio.create_task(sender.run(stop))
-    for _ in range(100):
-        await asyncio.sleep(0.05)
-        if len(queued.sent) == 60:
-            break
-    stop.set()
-    await task
+    await _run_until_sent(sender, queued, 60, within=5.0)
     assert sorted(int(t) for _, t in queued.sent) == list(range(60))
     # A claim every REFILL_EVERY while sends finished took 21 here; refilling at half empty, 9.
     assert sender.claims <= 13, sender.claims
