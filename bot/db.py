@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Session
 
 from bot.clock import as_utc
+from bot.sqlite_driver import one_trip_dbapi
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -78,7 +79,12 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 20) -> AsyncEn
         # hide_parameters: statement parameters (message texts, phone numbers) stay out of logs
         # and out of exception messages.
         engine = create_async_engine(
-            url, echo=echo, connect_args={"timeout": 30}, hide_parameters=True, **sizing
+            url,
+            echo=echo,
+            connect_args={"timeout": 30},
+            hide_parameters=True,
+            module=one_trip_dbapi() if parsed.drivername == "sqlite+aiosqlite" else None,
+            **sizing,
         )
 
         @event.listens_for(engine.sync_engine, "connect")
