@@ -100,6 +100,21 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
     __slots__ = ()
     _cursor_cls = OneTripCursor  # type: ignore[assignment]  # a subclass; mypy reads the base as an alias
 
+    def _idle(self) -> bool:
+        """No transaction open (SQLite's own autocommit flag): COMMIT and ROLLBACK would do nothing."""
+        conn: aiosqlite.Connection = self._connection  # type: ignore[assignment]
+        return conn._connection is not None and not conn.in_transaction
+
+    def commit(self) -> None:
+        # A read-only unit never began a transaction (pysqlite begins before the first write).
+        if not self._idle():
+            super().commit()
+
+    def rollback(self) -> None:
+        # The pool rolls back every connection it takes back, after a commit too: a trip for nothing.
+        if not self._idle():
+            super().rollback()
+
 
 class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
     """The DBAPI module SQLAlchemy's aiosqlite dialect uses, with one-trip connections."""

@@ -48,6 +48,27 @@ async def test_a_statement_is_one_trip_to_the_connection_thread(
         assert [tuple(r) for r in rows] == [(1, "x")]
         # aiosqlite through SQLAlchemy's own adapter: cursor, execute, fetchall, close.
         assert trips == ["_run"]
+    # Returned to the pool with nothing begun (pysqlite begins before the first write): no rollback.
+    assert trips == ["_run"]
+
+
+async def test_a_write_transaction_costs_its_statements_and_one_commit(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+    trips = _count_trips(monkeypatch)
+    async with engine.begin() as conn:
+        await conn.execute(text("INSERT INTO t (name) VALUES ('a')"))
+    assert trips == ["_run", "commit"]  # the pool's rollback after the commit is skipped
+    trips.clear()
+    with pytest.raises(RuntimeError):
+        async with engine.begin() as conn:
+            await conn.execute(text("INSERT INTO t (name) VALUES ('b')"))
+            raise RuntimeError("the unit fails")
+    assert trips == ["_run", "rollback"]
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT name FROM t"))).scalars().all() == ["a"]
 
 
 async def test_rows_counts_and_ids_come_back_as_from_a_plain_cursor(engine: AsyncEngine) -> None:
