@@ -14,7 +14,9 @@ Simulated customers (distinct chats) send text messages through
 Offered load is open loop: message i is sent at start + i/rate whatever happened before (a late
 answer does not slow the sender down), in steps of rising rate until a step misses p99 <= target
 (then one step halfway back). Before the steps every customer sends one first message (first
-contact forms the butler team; reported separately). Modes:
+contact forms the butler team; reported separately), then the harness waits until the product's
+processes together use less than --settle-below of a core (the greetings and staff topics of 500 new
+teams take the embedded process some 10 s to work off; the wait is reported). Modes:
   echo      bench/echo_bot.py (bare python-telegram-bot) on the same server and path: the ceiling
   embedded  `butler run`: SQLite, in-process bus, sender and SLA worker in the same process
   pg1       `butler web --workers 1` + `butler worker`, PostgreSQL + Redis
@@ -52,6 +54,7 @@ from load_drive import (
     WebchatLoad,
     line,
     ramp,
+    settle,
     step,
     write_json,
 )
@@ -72,6 +75,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warm-rate", type=float, default=50.0, help="rate of the first-contact messages")
     p.add_argument("--target", type=float, default=0.2, help="p99 latency bound in seconds")
     p.add_argument("--grace", type=float, default=8.0, help="seconds to wait for stragglers after a step")
+    p.add_argument(
+        "--settle-below",
+        type=float,
+        default=0.4,
+        help="after the first contacts, wait (up to 90 s) until the product uses less than this much CPU",
+    )
     p.add_argument("--handoff", type=float, default=0.3, help="share of texts the FAQ cannot answer")
     p.add_argument("--no-refine", action="store_true")
     p.add_argument("--database-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/bench_load")
@@ -193,7 +202,9 @@ async def run_path(
         )
         log(line(warm))
         result["first_contact"] = warm
-        await asyncio.sleep(1)
+        result["settle"] = await settle(pids, busy=args.settle_below)
+        calm = result["settle"]
+        log(f"settled after {calm['seconds']:.0f} s (product CPU {calm['cpu_share']:.0%} of a core)")
         result["steps"] = await ramp(
             load.fire,
             tracker,

@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 import yaml
-from load_procs import ROOT, Sampler, loadavg, summary
+from load_procs import ROOT, Sampler, cpu_seconds, loadavg, summary
 
 Key = int | str
 
@@ -307,6 +307,27 @@ async def step(
     result["harness_gc"] = pauses.summary()
     result["load"] = loadavg()
     return result
+
+
+async def settle(
+    pids: dict[str, list[int]], *, busy: float, window: float = 2.0, limit: float = 90.0
+) -> dict[str, float]:
+    """Wait until the product's processes together use less than `busy` of a core over `window` s.
+
+    First contact forms 500 teams and queues their greetings and staff topics; the product works
+    that off for several seconds after the last first contact was answered. A step started then
+    measures that aftermath, not a sustained rate. Returns the seconds waited and the last CPU share.
+    """
+    product = [pid for label, ps in pids.items() if label not in ("harness", "postgres") for pid in ps]
+    started = time.monotonic()
+    share = float("inf")
+    while time.monotonic() - started < limit:
+        before = sum(cpu_seconds(pid) for pid in product)
+        await asyncio.sleep(window)
+        share = (sum(cpu_seconds(pid) for pid in product) - before) / window
+        if share < busy:
+            break
+    return {"seconds": round(time.monotonic() - started, 1), "cpu_share": round(share, 2)}
 
 
 async def ramp(
