@@ -13,8 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.db import make_engine
 
-pytestmark = pytest.mark.anyio
-
 
 @pytest.fixture
 async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
