@@ -127,7 +127,7 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
     # SQL statements and HTTP client URLs carry message texts and tokens: warnings only.
-    for noisy in ("sqlalchemy", "httpx", "httpcore", "aiosqlite", "asyncio", "multipart"):
+    for noisy in ("sqlalchemy", "httpx", "httpcore", "aiohttp", "aiosqlite", "asyncio", "multipart"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # Our access log (butler.access) replaces uvicorn's, which prints raw query strings.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

@@ -3,7 +3,7 @@
 python-telegram-bot talks HTTP through a `BaseRequest`; its own is httpx. Against the Bot API test
 server one sendMessage cost the calling process 4.9-5.4 ms of CPU through httpx and 0.9-1.0 ms
 through aiohttp (docs/BENCHMARKS.md), and the outbox sender is mostly such calls. PTB documents
-`BaseRequest` as the place to plug in another HTTP library; aiohttp is already a dependency.
+`BaseRequest` as the place to plug in another HTTP library.
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ from handlers.telegram.application import http_request
 from tests.botapi.server import BotApiServer
 
 
-
 def _bot(server: BotApiServer, request: AiohttpRequest) -> Bot:
     return Bot(
         server.token, base_url=f"{server.url}/bot", base_file_url=f"{server.url}/file/bot", request=request
@@ -56,7 +55,7 @@ async def test_an_unreachable_server_is_a_network_error_and_the_client_restarts(
     bot = Bot("1:x", base_url=f"http://127.0.0.1:{port}/bot", request=request)
     for _ in range(2):  # initialize after a shutdown opens a new session
         await request.initialize()
-        with pytest.raises(NetworkError, match="aiohttp.ClientConnectorError"):
+        with pytest.raises(NetworkError, match=r"aiohttp\.ClientConnectorError"):
             await bot.get_me()
         await request.shutdown()
     with pytest.raises(RuntimeError, match="not initialized"):
