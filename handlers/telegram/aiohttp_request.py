@@ -8,6 +8,7 @@ through aiohttp (docs/BENCHMARKS.md), and the outbox sender is mostly such calls
 
 from __future__ import annotations
 
+import json
 import ssl
 from typing import Any
 
@@ -74,13 +75,19 @@ class AiohttpRequest(BaseRequest):
         connect_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
         pool_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
     ) -> tuple[int, bytes]:
-        """One Bot API call: form-encoded parameters, multipart when files go along."""
+        """One Bot API call: a JSON body, multipart when files go along."""
         if self._session is None or self._session.closed:
             raise RuntimeError("This AiohttpRequest is not initialized!")
         files = request_data.multipart_data if request_data else None
-        data: Any = request_data.json_parameters if request_data else None
+        data: Any = None
+        headers = {"User-Agent": self.USER_AGENT}
+        if request_data is not None and not files:
+            # JSON, not a form: percent-encoding every byte of a Chinese text cost more CPU than the
+            # rest of the call (urllib's quote, 0.3-0.6 ms per message). The Bot API takes both.
+            data = json.dumps(request_data.parameters, ensure_ascii=False).encode()
+            headers["Content-Type"] = "application/json"
         if files:
-            form = aiohttp.FormData(data or {})
+            form = aiohttp.FormData(request_data.json_parameters if request_data else {})
             for name, (filename, content, mime) in files.items():
                 form.add_field(name, content, filename=filename, content_type=mime)
             data = form
@@ -99,7 +106,7 @@ class AiohttpRequest(BaseRequest):
         )
         try:
             async with self._session.request(
-                method, url, data=data, headers={"User-Agent": self.USER_AGENT}, timeout=timeout
+                method, url, data=data, headers=headers, timeout=timeout
             ) as response:
                 return response.status, await response.read()
         except TimeoutError as err:  # aiohttp's timeouts subclass it

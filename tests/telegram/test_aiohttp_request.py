@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 
 import pytest
-from telegram import Bot, InputFile
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, ReplyParameters
 from telegram.error import BadRequest, NetworkError, TimedOut
 
 from handlers.telegram.aiohttp_request import AiohttpRequest
@@ -60,3 +60,19 @@ async def test_an_unreachable_server_is_a_network_error_and_the_client_restarts(
         await request.shutdown()
     with pytest.raises(RuntimeError, match="not initialized"):
         await request.do_request("http://127.0.0.1/", "GET")
+
+
+async def test_calls_go_as_json_with_nested_objects(botapi: BotApiServer) -> None:
+    botapi.user(2003, "Zhao Lei", started=True)
+    keyboard = InlineKeyboardMarkup([[InlineKeyboardButton("预约保养", callback_data="book")]])
+    async with _bot(botapi, http_request(pool=2)) as bot:
+        first = await bot.send_message(2003, "您好")
+        sent = await bot.send_message(
+            2003, "请选择", reply_markup=keyboard, reply_parameters=ReplyParameters(first.message_id)
+        )
+    assert sent.reply_markup == keyboard
+    assert sent.reply_to_message is not None and sent.reply_to_message.message_id == first.message_id
+    call = botapi.calls("sendMessage")[-1]
+    # A JSON body carries the keyboard as an object; a form would have carried a string of JSON.
+    assert call.params["reply_markup"] == keyboard.to_dict()
+    assert call.params["text"] == "请选择"
