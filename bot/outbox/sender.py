@@ -47,6 +47,7 @@ _RECORD = (
         last_error=bindparam("new_error"),
     )
 )
+_DONE = (outbox_service.SENT, outbox_service.DEAD)
 # The follow-ups of a send read its message (a copy's bookkeeping): one query loads them all.
 _MESSAGES_BY_ID = select(Message).where(Message.id.in_(bindparam("ids", expanding=True)))
 
@@ -137,6 +138,7 @@ class OutboxSender:
         async with self._maker() as session, self._serial or contextlib.nullcontext(), session.begin():
             if release:
                 await outbox_service.release_expired_leases(session, now=now)
+                await outbox_service.unpark(session, now=now)  # the sweep (see unpark)
             return await outbox_service.claim_due(
                 session,
                 now=now,
@@ -172,6 +174,11 @@ class OutboxSender:
         async with self._maker() as session:
             async with self._serial or contextlib.nullcontext(), session.begin():
                 await session.execute(_RECORD, outcomes)
+                # A lane whose head is done: its next row, parked behind the head, is due now.
+                moved = {
+                    row.lane for (row, _), o in zip(done, outcomes, strict=True) if o["new_status"] in _DONE
+                }
+                await outbox_service.unpark(session, now=now, lanes=sorted(moved))
                 if follow_ups and afters:
                     ids = [row.message_id for row, _ in afters if row.message_id is not None]
                     if ids:

@@ -230,21 +230,23 @@ async def test_the_claim_uses_the_unsent_lane_index_even_in_a_generic_plan(rt: R
             )
     finally:
         event.remove(rt.engine.sync_engine, "before_cursor_execute", _capture)
-    [(statement, parameters)] = seen
-    async with rt.engine.connect() as conn:
-        raw = await conn.get_raw_connection()
-        driver = raw.driver_connection
-        assert driver is not None
-        await driver.execute("SET plan_cache_mode = force_generic_plan")
-        await driver.execute(f"PREPARE claim AS {statement}")
-        args = ", ".join(
-            str(p) if isinstance(p, int) else "'" + str(p).replace("'", "''") + "'" for p in parameters
-        )
-        lines = await driver.fetch(f"EXPLAIN EXECUTE claim({args})")
-        await driver.execute("DEALLOCATE claim")
-        await driver.execute("RESET plan_cache_mode")
-    plan = "\n".join(row[0] for row in lines)
-    assert "ix_outbox_unsent_lane_id" in plan, plan
+    assert len(seen) == 2  # the parking of rows behind older ones, then the claim of lane heads
+    for n, (statement, parameters) in enumerate(seen):
+        async with rt.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver = raw.driver_connection
+            assert driver is not None
+            await driver.execute("SET plan_cache_mode = force_generic_plan")
+            await driver.execute(f"PREPARE claim{n} AS {statement}")
+            args = ", ".join(
+                str(p) if isinstance(p, int) else "'" + str(p).replace("'", "''") + "'" for p in parameters
+            )
+            lines = await driver.fetch(f"EXPLAIN EXECUTE claim{n}({args})")
+            await driver.execute(f"DEALLOCATE claim{n}")
+            await driver.execute("RESET plan_cache_mode")
+            await conn.rollback()
+        plan = "\n".join(row[0] for row in lines)
+        assert "ix_outbox_unsent_lane_id" in plan, plan
 
 
 class FollowingUp(Recorder):
