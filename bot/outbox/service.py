@@ -21,6 +21,7 @@ _INSERT_ROWS = insert(OutboxRow)  # built once: every inbound message writes row
 # limits hold back: 6-20 ms of SQLite per claim with 7,600-21,800 rows waiting, up to ten claims a
 # second, under the embedded process's write lock.
 PARKED = datetime(9999, 1, 1, tzinfo=UTC)
+PARK_BATCH = 1000  # rows parked per claim at most; a deeper backlog is parked over the next claims
 
 
 def _unsent(row: Any) -> ColumnElement[bool]:
@@ -82,16 +83,26 @@ async def claim_due(
     the lane heads that are due, however long the queue behind them.
     """
     postgres = session.get_bind().dialect.name == "postgresql"
-    behind = and_(OutboxRow.status == PENDING, OutboxRow.next_attempt_at <= now, _behind_older())
+    # In due order and a batch at a time: the due index then leads and each row is one probe of the
+    # lane index; then an UPDATE by primary key. As one UPDATE ... WHERE id IN (subquery), PostgreSQL
+    # planned hash joins over the whole table from statistics taken before the queue was parked
+    # (19 ms per claim with 5 rows to park among 20,300).
+    behind = (
+        select(OutboxRow.id)
+        .where(OutboxRow.status == PENDING, OutboxRow.next_attempt_at <= now, _behind_older())
+        .order_by(OutboxRow.next_attempt_at)
+        .limit(PARK_BATCH)
+    )
     if postgres:
         # Rows another sender is parking or claiming right now are left to it (no waiting, no
         # deadlock between two senders parking overlapping rows in different orders).
-        ids = select(OutboxRow.id).where(behind).with_for_update(skip_locked=True)
-        behind = OutboxRow.id.in_(ids.scalar_subquery())
-    await session.execute(
-        update(OutboxRow).where(behind).values(next_attempt_at=PARKED),
-        execution_options={"synchronize_session": False},
-    )
+        behind = behind.with_for_update(skip_locked=True)
+    parked = list((await session.scalars(behind)).all())
+    if parked:
+        await session.execute(
+            update(OutboxRow).where(OutboxRow.id.in_(parked)).values(next_attempt_at=PARKED),
+            execution_options={"synchronize_session": False},
+        )
     query = (
         select(OutboxRow)
         .where(OutboxRow.status == PENDING, OutboxRow.next_attempt_at <= now, ~_behind_older())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select, update
 
 from bot.clock import FrozenClock
@@ -94,3 +95,14 @@ async def test_the_sweep_frees_a_head_parked_by_a_race(rt: Runtime, clock: Froze
     assert await sender.run_pass() == 1 and recorder.sent[-1] == ("chat:5", "h2")
     async with rt.transaction() as session:
         assert await outbox_service.unpark(session, now=clock.now()) == 0
+
+
+async def test_a_deep_backlog_is_parked_a_batch_per_claim(
+    rt: Runtime, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbox_service, "PARK_BATCH", 4)
+    await _enqueue(rt, "topic:2", *(f"q{n}" for n in range(10)))
+    assert await _claim(rt) == ["q0"]
+    assert len(await _due(rt)) == 5  # 4 of the 9 behind the head parked
+    assert await _claim(rt) == [] and len(await _due(rt)) == 1
+    assert await _claim(rt) == [] and await _due(rt) == []
