@@ -116,6 +116,7 @@ class OutboxSender:
         self._released_at = 0.0
         self._claimed_at = 0.0
         self._more = True  # rows may be claimable: the last claim came back full, or a lane moved on
+        self._moved: set[str] = set()  # lanes whose head was recorded done since the last claim
         self._serial = serial  # SQLite: the process's write queue (Runtime.serial)
         self._publish = publish  # live events of the follow-ups (Runtime.publish)
 
@@ -135,17 +136,24 @@ class OutboxSender:
     async def _claim(self, limit: int, *, release: bool) -> list[OutboxRow]:
         """Lease up to `limit` due rows (returning expired leases to the queue first if asked)."""
         now = self._clock.now()
-        async with self._maker() as session, self._serial or contextlib.nullcontext(), session.begin():
-            if release:
-                await outbox_service.release_expired_leases(session, now=now)
-                await outbox_service.unpark(session, now=now)  # the sweep (see unpark)
-            return await outbox_service.claim_due(
-                session,
-                now=now,
-                limit=limit,
-                lease=timedelta(seconds=LEASE_SECONDS),
-                channels=list(self._deliverers),
-            )
+        moved, self._moved = sorted(self._moved), set()
+        try:
+            async with self._maker() as session, self._serial or contextlib.nullcontext(), session.begin():
+                if release:
+                    await outbox_service.release_expired_leases(session, now=now)
+                    await outbox_service.unpark(session, now=now)  # the sweep (see unpark)
+                elif moved:
+                    await outbox_service.unpark(session, now=now, lanes=moved)
+                return await outbox_service.claim_due(
+                    session,
+                    now=now,
+                    limit=limit,
+                    lease=timedelta(seconds=LEASE_SECONDS),
+                    channels=list(self._deliverers),
+                )
+        except BaseException:
+            self._moved.update(moved)  # freed by a later claim (or the sweep)
+            raise
 
     async def _record_all(self, done: list[tuple[OutboxRow, DeliveryResult]]) -> None:
         """Store the outcomes of finished deliveries, with their follow-ups, in one transaction.
@@ -174,11 +182,6 @@ class OutboxSender:
         async with self._maker() as session:
             async with self._serial or contextlib.nullcontext(), session.begin():
                 await session.execute(_RECORD, outcomes)
-                # A lane whose head is done: its next row, parked behind the head, is due now.
-                moved = {
-                    row.lane for (row, _), o in zip(done, outcomes, strict=True) if o["new_status"] in _DONE
-                }
-                await outbox_service.unpark(session, now=now, lanes=sorted(moved))
                 if follow_ups and afters:
                     ids = [row.message_id for row, _ in afters if row.message_id is not None]
                     if ids:
@@ -186,6 +189,11 @@ class OutboxSender:
                     for _row, after in afters:
                         await after(session)
             await self._published(session)
+        # A lane whose head is done: its next row, parked behind the head, is made due by the next
+        # claim (one statement for all lanes moved since, not one per record).
+        self._moved.update(
+            row.lane for (row, _), o in zip(done, outcomes, strict=True) if o["new_status"] in _DONE
+        )
 
     async def _follow_up_alone(self, after: Callable[[AsyncSession], Awaitable[None]]) -> None:
         try:
