@@ -31,13 +31,16 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None, router: Rou
         sla=SlaEngine(settings),
         serial=asyncio.Lock() if engine.dialect.name == "sqlite" else None,
     )
-    # SQLite writes one transaction at a time anyway, so sharing costs nothing there. On PostgreSQL
-    # it took a quarter off the database's CPU per message but a fifth off one process's rate: the
-    # units of a shared transaction wait for their round trips one after another, where separate
-    # transactions overlap them (docs/BENCHMARKS.md). So there it is off unless asked for.
-    group = settings.db_group_commit or (32 if engine.dialect.name == "sqlite" else 1)
+    # SQLite writes one transaction at a time anyway, so one shared transaction at a time costs
+    # nothing there. On PostgreSQL a single one made units wait for their round trips one after
+    # another, where separate transactions overlap them; two at a time overlap the round trips and
+    # still share the BEGIN, the COMMIT (a WAL flush) and the commit-time INSERTs among the units
+    # that arrive meanwhile: a third less CPU per message in the web process (docs/BENCHMARKS.md).
+    sqlite = engine.dialect.name == "sqlite"
+    group = settings.db_group_commit or (32 if sqlite else 16)
+    lanes = settings.db_group_commit_lanes or (1 if sqlite else 2)
     if group > 1:
-        rt.group_commit = GroupCommit(rt.transaction, max_units=group)
+        rt.group_commit = GroupCommit(rt.transaction, max_units=group, lanes=lanes)
     return rt
 
 

@@ -19,12 +19,14 @@ Work = Callable[[AsyncSession], Coroutine[Any, Any, Any]]
 
 
 class GroupCommit:
-    """Runs units of work submitted concurrently in shared transactions, one after another.
+    """Runs units of work submitted concurrently in shared transactions, up to `lanes` at a time.
 
     Each inbound message paid a BEGIN and a COMMIT of its own (SQLite: a turn at the write lock and
     a sync of the log; PostgreSQL: a WAL flush), and the rows every unit queues for commit (outbox
-    deliveries, channel ids) went in one INSERT per unit. Units that arrive while a transaction
-    runs now go together in the next one; an idle process still commits each unit at once.
+    deliveries, channel ids) went in one INSERT per unit. Units that arrive while `lanes`
+    transactions run now go together in the next one; a quiet process still commits each unit at
+    once. One lane suits SQLite, which writes one transaction at a time anyway; PostgreSQL overlaps
+    the round trips of several transactions, so there a few lanes each carry a batch.
 
     A shared transaction that fails is rolled back whole, and each of its units runs again alone:
     one bad unit fails by itself and the others commit. Units must not commit or roll back the
@@ -32,12 +34,17 @@ class GroupCommit:
     """
 
     def __init__(
-        self, transaction: Callable[[], AbstractAsyncContextManager[AsyncSession]], *, max_units: int
+        self,
+        transaction: Callable[[], AbstractAsyncContextManager[AsyncSession]],
+        *,
+        max_units: int,
+        lanes: int = 1,
     ) -> None:
         self._transaction = transaction
         self._max = max(1, max_units)
+        self.lanes = max(1, lanes)
         self._queue: deque[tuple[Work, asyncio.Future[Any], contextvars.Context]] = deque()
-        self._drainer: asyncio.Task[None] | None = None
+        self._drainers: set[asyncio.Task[None]] = set()
         self.shared = 0  # transactions that carried more than one unit (a gauge for tests and benchmarks)
 
     async def run(self, work: Callable[[AsyncSession], Coroutine[Any, Any, T]]) -> T:
@@ -47,8 +54,11 @@ class GroupCommit:
         # writes, and what it sets there (the case id for the access log) comes back afterwards.
         context = contextvars.copy_context()
         self._queue.append((work, future, context))
-        if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.create_task(self._drain(), name="group-commit")
+        # A finished drainer may still be in the set until its done-callback runs: count live ones.
+        if sum(not task.done() for task in self._drainers) < self.lanes:
+            task = asyncio.create_task(self._drain(), name="group-commit")
+            self._drainers.add(task)
+            task.add_done_callback(self._drainers.discard)
         result = await future
         for var, value in context.items():
             if var.get(_UNSET) is not value:

@@ -40,7 +40,14 @@ class Settings(BaseSettings):
         ge=1,
         le=1000,
         description="inbound messages (webhook updates, web chat posts) that may share one transaction "
-        "when they arrive together; 1 = a transaction each; default 32 on SQLite, 1 on PostgreSQL",
+        "when they arrive together; 1 = a transaction each; default 32 on SQLite, 16 on PostgreSQL",
+    )
+    db_group_commit_lanes: int | None = Field(
+        None,
+        ge=1,
+        le=100,
+        description="shared transactions that may run at once in a process (PostgreSQL overlaps their "
+        "round trips); default 1 on SQLite, 2 on PostgreSQL",
     )
     outbox_max_attempts: int = Field(8, description="deliveries tried before an outbox row is dead")
     outbox_poll_seconds: float = Field(1.0, description="sender idle wake-up interval")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import FrozenClock
 from bot.factory import build_runtime, close_runtime
+from bot.group_commit import GroupCommit
 from bot.outbox import service as outbox_service
 from bot.outbox.models import OutboxRow
 from bot.runtime import Runtime
@@ -110,5 +112,42 @@ async def test_one_unit_per_transaction_when_switched_off(settings: Settings, cl
         await close_runtime(rt)
 
 
-def test_on_by_default_for_sqlite_only(rt: Runtime) -> None:
-    assert (rt.group_commit is not None) == (rt.engine.dialect.name == "sqlite")
+def test_on_by_default_one_lane_on_sqlite_two_on_postgresql(rt: Runtime) -> None:
+    assert rt.group_commit is not None
+    assert rt.group_commit.lanes == (1 if rt.engine.dialect.name == "sqlite" else 2)
+
+
+async def test_lanes_run_shared_transactions_side_by_side() -> None:
+    """With lanes, units queued behind busy transactions go in batches, at most `lanes` at once."""
+    open_now, most_open, sizes = 0, 0, []
+    release = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def transaction() -> AsyncIterator[Any]:
+        nonlocal open_now, most_open
+        open_now += 1
+        most_open = max(most_open, open_now)
+        units: list[int] = []
+        try:
+            yield units
+            await release.wait()  # the commit's round trip: the transaction stays open meanwhile
+        finally:
+            open_now -= 1
+            sizes.append(len(units))
+
+    async def work(units: Any) -> int:
+        units.append(1)
+        return len(units)
+
+    group = GroupCommit(transaction, max_units=8, lanes=3)
+    first = []
+    for _ in range(3):  # one at a time: each finds the lanes before it busy and opens one more
+        first.append(asyncio.create_task(group.run(work)))
+        await asyncio.sleep(0.001)
+    later = [asyncio.create_task(group.run(work)) for _ in range(12)]
+    await asyncio.sleep(0.01)
+    assert open_now == 3, "a fourth transaction waits for a lane"
+    release.set()
+    await asyncio.gather(*first, *later)
+    assert most_open == 3
+    assert sorted(sizes) == [1, 1, 1, 4, 8], "the queued units went in batches of up to 8"
