@@ -28,7 +28,9 @@ def error_response(exc: DomainError) -> JSONResponse:
 
 async def _events(request: Request, rt: Runtime, topics: list[str]) -> AsyncIterator[str]:
     stream = rt.bus.subscribe(topics)
-    pending: asyncio.Task[dict[str, Any]] | None = None
+    # Subscribe before the first byte: the browser refreshes when the stream opens, and an event
+    # published between that refresh and a later subscription would be missed.
+    pending: asyncio.Task[dict[str, Any]] | None = asyncio.ensure_future(anext(stream))
     try:
         yield "retry: 2000\n\n"
         while not await request.is_disconnected():

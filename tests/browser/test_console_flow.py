@@ -64,7 +64,8 @@ async def test_reply_from_console_appears_live_in_web_chat(
     await chat.fill("#text", "我的车刹车有异响")
     await chat.click("#send")
     # The first test of a fresh CI machine: the first Chinese text loads jieba's dictionary and the
-    # browser its CJK fonts (twice on 2026-12-07 the 5 s default ran out there, and nowhere else).
+    # browser its CJK fonts. (A message dropped by a stale fetch also failed here once: see
+    # test_live_refresh.py.)
     await expect(chat.locator("li.msg.customer")).to_have_count(1, timeout=20_000)
     await expect(chat.locator("li.msg.system")).to_contain_text("服务技师", timeout=20_000)
 

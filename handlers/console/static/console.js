@@ -53,7 +53,23 @@
 
   if (!live || !window.EventSource) return;
 
-  async function refreshInbox() {
+  // One fetch at a time per kind; a call while one is in flight fetches again when it is done (the
+  // one in flight may have been answered before what the new event announces was stored).
+  function serialised(fetchOnce) {
+    let running = null;
+    let again = false;
+    return function () {
+      if (running) { again = true; return running; }
+      running = (async () => {
+        try {
+          do { again = false; await fetchOnce(); } while (again);
+        } finally { running = null; again = false; }
+      })();
+      return running;
+    };
+  }
+
+  const refreshInbox = serialised(async function () {
     const target = document.getElementById(live.dataset.target);
     const res = await fetch(live.dataset.refresh, { credentials: "same-origin" });
     if (!res.ok) return;
@@ -61,37 +77,30 @@
     const count = document.getElementById("case-count");
     if (count) count.textContent = target.querySelectorAll("tbody tr").length;
     tick();
-  }
+  });
 
-  let appending = null;
-  async function appendMessages() {
-    if (appending) return appending;
-    appending = (async () => {
-      try {
-        const list = document.getElementById("messages");
-        const res = await fetch(live.dataset.append + "?after=" + live.dataset.last, { credentials: "same-origin" });
-        if (!res.ok) return;
-        const tpl = document.createElement("template");
-        tpl.innerHTML = await res.text();
-        for (const li of tpl.content.querySelectorAll("li.msg")) {
-          if (document.getElementById(li.id)) continue;
-          list.append(li);
-          live.dataset.last = Math.max(Number(live.dataset.last), Number(li.dataset.id));
-          li.scrollIntoView({ block: "end" });
-        }
-      } finally { appending = null; }
-    })();
-    return appending;
-  }
+  const appendMessages = serialised(async function () {
+    const list = document.getElementById("messages");
+    const res = await fetch(live.dataset.append + "?after=" + live.dataset.last, { credentials: "same-origin" });
+    if (!res.ok) return;
+    const tpl = document.createElement("template");
+    tpl.innerHTML = await res.text();
+    for (const li of tpl.content.querySelectorAll("li.msg")) {
+      if (document.getElementById(li.id)) continue;
+      list.append(li);
+      live.dataset.last = Math.max(Number(live.dataset.last), Number(li.dataset.id));
+      li.scrollIntoView({ block: "end" });
+    }
+  });
 
-  async function refreshSide() {
+  const refreshSide = serialised(async function () {
     const res = await fetch(window.location.pathname, { credentials: "same-origin" });
     if (!res.ok) return;
     const doc = new DOMParser().parseFromString(await res.text(), "text/html");
     const fresh = doc.querySelector(".group-layout > aside");
     const current = document.querySelector(".group-layout > aside");
     if (fresh && current) { current.replaceWith(fresh); tick(); }
-  }
+  });
 
   const source = new EventSource(live.dataset.live);
   if (live.dataset.append) {

@@ -15,16 +15,22 @@
   const tiles = document.getElementById("tiles");
   let pending = null;
   let busy = false;
+  let again = false;
   async function refreshTiles() {
-    if (busy) return;
+    // An event during a fetch fetches again afterwards: the fetch in flight may predate it.
+    if (busy) { again = true; return; }
     busy = true;
     try {
-      const res = await fetch(root.dataset.tiles, { credentials: "same-origin", headers: { "X-Requested-With": "fetch" } });
-      if (res.ok) tiles.innerHTML = await res.text();  // server-rendered, autoescaped HTML
+      do {
+        again = false;
+        const res = await fetch(root.dataset.tiles, { credentials: "same-origin", headers: { "X-Requested-With": "fetch" } });
+        if (res.ok) tiles.innerHTML = await res.text();  // server-rendered, autoescaped HTML
+      } while (again);
     } catch (err) {
       // offline for a moment: the next event or tick tries again
     } finally {
       busy = false;
+      again = false;
     }
   }
   function soon() {

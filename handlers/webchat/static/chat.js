@@ -76,17 +76,24 @@
     lastId = Math.max(lastId, m.id);
   }
 
+  // One fetch at a time. A refresh asked for while one is in flight (the POST's answer, a live
+  // event) fetches again once it is done: the one in flight may have been answered before the new
+  // message was stored, and returning it would drop that message until the next event.
   let refreshing = null;
+  let again = false;
   async function refresh() {
-    if (refreshing) return refreshing;
+    if (refreshing) { again = true; return refreshing; }
     refreshing = (async () => {
       try {
-        const page = await api("GET", "messages?after=" + lastId);
-        page.items.forEach(render);
+        do {
+          again = false;
+          const page = await api("GET", "messages?after=" + lastId);
+          page.items.forEach(render);
+        } while (again);
       } catch (e) {
         if (e.status === 404) { return begin(); }
         showError(e.message);
-      } finally { refreshing = null; }
+      } finally { refreshing = null; again = false; }
     })();
     return refreshing;
   }
