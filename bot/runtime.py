@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.bus import EventBus, take_pending
 from bot.clock import Clock
 from bot.conversations.routing import Router
-from bot.group_commit import GroupCommit
+from bot.group_commit import GroupCommit, Prefetch
 from bot.metrics import run_after_commit
 from bot.settings import Settings
 
@@ -92,16 +92,20 @@ class Runtime:
             run_after_commit(session)  # metrics count committed work only
         await self.publish(events)
 
-    async def unit_of_work(self, work: Callable[[AsyncSession], Coroutine[Any, Any, T]]) -> T:
+    async def unit_of_work(
+        self,
+        work: Callable[[AsyncSession], Coroutine[Any, Any, T]],
+        prefetch: tuple[Prefetch, Any] | None = None,
+    ) -> T:
         """An inbound message's unit of work: in a transaction shared with those arriving meanwhile.
 
-        See bot.group_commit: `work` may run twice (alone after a shared transaction failed), and
-        its result is returned once committed.
+        See bot.group_commit: `work` may run twice (alone after a shared transaction failed), its
+        result is returned once committed, and `prefetch` may look up its rows along with others'.
         """
         if self.group_commit is None:
             async with self.transaction() as session:
                 return await work(session)
-        return await self.group_commit.run(work)
+        return await self.group_commit.run(work, prefetch)
 
     async def publish(self, events: list[tuple[str, dict[str, Any]]]) -> None:
         """Send committed events to the bus, waking the local outbox sender directly."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -38,17 +39,19 @@ async def get_identity(session: AsyncSession, *, channel: str, external_id: str)
 
 
 # Every message's first lookup, built once (bot.db.PerDialect says why).
-_KNOWN_IDENTITY = (
+_IDENTITY_ROW = (
     select(ChannelIdentity, Customer, ButlerGroup, OPEN_DRAFT_ID)
     .join(Customer, Customer.id == ChannelIdentity.customer_id)
     .outerjoin(ButlerGroup, ButlerGroup.customer_id == Customer.id)
     # The group's customer is the row's own Customer: no second join (group.customer is in the map).
     .options(lazyload(ButlerGroup.customer))
-    .where(
-        ChannelIdentity.channel == bindparam("channel"),
-        ChannelIdentity.external_id == bindparam("external_id"),
-    )
+    .where(ChannelIdentity.channel == bindparam("channel"))
 )
+_KNOWN_IDENTITY = _IDENTITY_ROW.where(ChannelIdentity.external_id == bindparam("external_id"))
+_KNOWN_IDENTITIES = _IDENTITY_ROW.where(
+    ChannelIdentity.external_id.in_(bindparam("external_ids", expanding=True))
+)
+_PREFETCHED = "identities_prefetched"  # Session.info: {(channel, external id): row or None}
 _GROUP_OF_CUSTOMER = select(ButlerGroup).where(ButlerGroup.customer_id == bindparam("customer_id"))
 
 DEFAULT_DEALER = object()  # find_or_create_customer: the first dealer, looked up on creation only
@@ -66,7 +69,13 @@ async def find_or_create_customer(
     now: datetime,
 ) -> tuple[Customer, ChannelIdentity, bool]:
     """Return the customer behind a channel identity, creating both on first contact."""
-    known = (await session.execute(_KNOWN_IDENTITY, {"channel": channel, "external_id": external_id})).first()
+    prefetched = session.info.get(_PREFETCHED, {})
+    if (channel, external_id) in prefetched:  # used once: a second message of theirs reads afresh
+        known = prefetched.pop((channel, external_id))
+    else:
+        known = (
+            await session.execute(_KNOWN_IDENTITY, {"channel": channel, "external_id": external_id})
+        ).first()
     if known is not None:  # every message after the first: one query for identity, customer and group
         remember_group(session, known[2])
         remember_open_draft(session, customer_id=known[1].id, draft_id=known[3])
@@ -112,6 +121,21 @@ async def default_dealer_id(session: AsyncSession) -> int | None:
 # Groups the session already loaded, by customer id. A query would return the same objects (from the
 # session's identity map, attributes as loaded); groups are only deleted with their customer.
 GROUPS_LOADED = "groups_by_customer"
+
+
+async def prefetch_identities(session: AsyncSession, *, channel: str, external_ids: list[str]) -> None:
+    """Look up several senders in one query for find_or_create_customer (a shared transaction's).
+
+    Only senders named once: with two messages of one sender in the transaction, the second must see
+    what the first changed (the group it formed), and each message reads afresh.
+    """
+    once = [eid for eid, n in Counter(external_ids).items() if n == 1]
+    if not once:
+        return
+    found: dict[tuple[str, str], Any] = dict.fromkeys(((channel, eid) for eid in once), None)
+    for row in await session.execute(_KNOWN_IDENTITIES, {"channel": channel, "external_ids": once}):
+        found[channel, row[0].external_id] = row
+    session.info.setdefault(_PREFETCHED, {}).update(found)
 
 
 def remember_group(session: AsyncSession, group: ButlerGroup | None) -> None:

@@ -45,14 +45,32 @@ _REF_IN_CHAT = (
 _RECORD_REF = PerDialect(lambda dialect: insert_ignore_for(dialect, MessageRef.__table__))
 
 
+_CLAIMED = "telegram_updates_claimed"  # Session.info: {update_id: claimed by claim_updates}
+
+
+def _claim_row(update_id: int, kind: str, now: datetime) -> dict[str, object]:
+    return {"update_id": update_id, "kind": kind[:32], "status": DONE, "attempts": 0, "received_at": now}
+
+
+async def claim_updates(session: AsyncSession, updates: list[tuple[int, str]], *, now: datetime) -> None:
+    """Claim several updates in one INSERT (a shared transaction's); claim_update reads the outcome."""
+    rows = list({update_id: _claim_row(update_id, kind, now) for update_id, kind in updates}.values())
+    inserted = await session.execute(_CLAIM(session), rows)
+    won = set(inserted.scalars())
+    session.info.setdefault(_CLAIMED, {}).update({row["update_id"]: row["update_id"] in won for row in rows})
+
+
 async def claim_update(session: AsyncSession, *, update_id: int, kind: str, now: datetime) -> bool:
     """Mark an update as processed in this transaction; False if it was processed before."""
-    inserted = await session.execute(
-        _CLAIM(session),
-        {"update_id": update_id, "kind": kind[:32], "status": DONE, "attempts": 0, "received_at": now},
-    )
-    if inserted.scalar() is not None:
+    # Each outcome of claim_updates is used once: the same update again in this transaction (a
+    # redelivery that arrived alongside) finds the row its first copy inserted, and is a duplicate.
+    claimed = session.info.get(_CLAIMED, {}).pop(update_id, None)
+    if claimed is True:
         return True
+    if claimed is None:
+        inserted = await session.execute(_CLAIM(session), _claim_row(update_id, kind, now))
+        if inserted.scalar() is not None:
+            return True
     # An earlier attempt failed before commit and left a "retrying" marker: this attempt takes over.
     retaken = await session.execute(
         update(TelegramUpdate)

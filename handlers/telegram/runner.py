@@ -26,6 +26,8 @@ from telegram.warnings import PTBUserWarning
 
 from bot.errors import DomainError
 from bot.runtime import Runtime
+from bot.teams import service as teams_service
+from bot.teams.enums import Channel
 from bot.tg import bridge
 from bot.tg import service as tg_service
 from bot.tg.texts import st
@@ -165,12 +167,24 @@ class UpdateRunner:
                 raise unit.error
             return unit
 
-        unit = await self.rt.unit_of_work(work)
+        message = update.message
+        sender = message.from_user if message is not None and message.chat.type == "private" else None
+        key = (update_id, kind, sender.id if sender is not None else None)
+        unit = await self.rt.unit_of_work(work, prefetch=(self._prefetch, key))
         if unit is None:
             return "duplicate", []
         if not unit.handled:
             log.info("update %s (%s) had no handler; ignored", update_id, kind)
         return "processed", unit.after_commit
+
+    async def _prefetch(self, session: AsyncSession, keys: list[tuple[int, str, int | None]]) -> None:
+        """A shared transaction's updates: their claims in one INSERT, their senders in one query."""
+        await tg_service.claim_updates(
+            session, [(uid, kind) for uid, kind, _ in keys], now=self.rt.clock.now()
+        )
+        senders = [str(user_id) for _, _, user_id in keys if user_id is not None]
+        if len(senders) > 1:
+            await teams_service.prefetch_identities(session, channel=Channel.TELEGRAM, external_ids=senders)
 
     async def _claim_only(self, update_id: int, kind: str) -> None:
         async with self.rt.transaction() as session:
