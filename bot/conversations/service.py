@@ -32,6 +32,16 @@ _RECEIPT = PerDialect(
         InboundReceipt.__table__.c.id
     )
 )
+_RECEIPTS = PerDialect(
+    lambda dialect: insert_ignore_for(dialect, InboundReceipt.__table__).returning(
+        InboundReceipt.__table__.c.channel,
+        InboundReceipt.__table__.c.chat_id,
+        InboundReceipt.__table__.c.external_id,
+    )
+)
+_RECORDED = (
+    "receipts_recorded"  # Session.info: {(channel, chat id, external id): recorded by record_receipts}
+)
 _ACTIVE_LITERALS: list[ColumnElement[str]] = [literal_column(f"'{s.value}'") for s in ACTIVE_STATUSES]
 _ACTIVE_CASE = (
     select(Case)
@@ -80,10 +90,23 @@ def _insert_message_and_ref() -> Any:
 _INSERT_MESSAGE_AND_REF = _insert_message_and_ref()
 
 
+async def record_receipts(session: AsyncSession, keys: list[tuple[str, str, str]], *, now: datetime) -> None:
+    """Record several inbound events in one INSERT (a shared transaction's); record_receipt reads it."""
+    unique = list(dict.fromkeys(keys))
+    rows = [{"channel": c, "chat_id": ch, "external_id": e, "received_at": now} for c, ch, e in unique]
+    won = {tuple(row) for row in await session.execute(_RECEIPTS(session), rows)}
+    session.info.setdefault(_RECORDED, {}).update({key: key in won for key in unique})
+
+
 async def record_receipt(
     session: AsyncSession, *, channel: str, chat_id: str, external_id: str, now: datetime
 ) -> bool:
     """Remember an inbound event; False if it was seen before (a redelivery)."""
+    # Each outcome of record_receipts is used once: the same event again in this transaction finds
+    # the row the first one inserted.
+    recorded = session.info.get(_RECORDED, {}).pop((channel, chat_id, external_id), None)
+    if recorded is not None:
+        return bool(recorded)
     result = await session.execute(
         _RECEIPT(session),
         {"channel": channel, "chat_id": chat_id, "external_id": external_id, "received_at": now},

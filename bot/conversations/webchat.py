@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import lazyload
 
+from bot.conversations import flows
+from bot.conversations import service as conv_service
 from bot.errors import InvalidInput, NotFound
 from bot.i18n import normalize_locale
 from bot.runtime import Runtime
@@ -17,13 +21,15 @@ from bot.teams.enums import Channel
 from bot.teams.models import ButlerGroup, Customer, WebchatSession
 
 # Every web chat message's first lookup, built once (bot.db.PerDialect says why).
-_LIVE_SESSION = (
+_SESSION_ROW = (
     select(WebchatSession, Customer, ButlerGroup)
     .join(Customer, Customer.id == WebchatSession.customer_id)
     .outerjoin(ButlerGroup, ButlerGroup.customer_id == Customer.id)
     .options(lazyload(ButlerGroup.customer))  # the row's own Customer: no second join
-    .where(WebchatSession.id == bindparam("session_id"))
 )
+_LIVE_SESSION = _SESSION_ROW.where(WebchatSession.id == bindparam("session_id"))
+_LIVE_SESSIONS = _SESSION_ROW.where(WebchatSession.id.in_(bindparam("session_ids", expanding=True)))
+_PREFETCHED = "webchat_sessions_prefetched"  # Session.info: {session id: row or None}
 
 
 async def start_session(
@@ -61,7 +67,11 @@ async def require_session(
     """The live session and its customer; NotFound for unknown or expired sessions."""
     if not session_id or len(session_id) > 64:
         raise NotFound("session.unknown", "unknown chat session; start a new one")
-    found = (await session.execute(_LIVE_SESSION, {"session_id": session_id})).first()
+    prefetched = session.info.get(_PREFETCHED, {})
+    if session_id in prefetched:  # used once: a second message of the session reads afresh
+        found = prefetched.pop(session_id)
+    else:
+        found = (await session.execute(_LIVE_SESSION, {"session_id": session_id})).first()
     if found is None:
         raise NotFound("session.unknown", "unknown chat session; start a new one")
     chat, customer, group = found
@@ -69,3 +79,44 @@ async def require_session(
     if chat.expires_at <= rt.clock.now():
         raise NotFound("session.expired", "this chat session has expired; start a new one")
     return chat, customer
+
+
+async def prefetch(session: AsyncSession, keys: list[tuple[str | None, str, datetime]]) -> None:
+    """A shared transaction's web chat messages, keyed (session id, client message id, now): their
+    receipts in one INSERT, their sessions (named once in the transaction) in one query."""
+    valid = [(sid, external, now) for sid, external, now in keys if sid and len(sid) <= 64]
+    if not valid:
+        return
+    receipts = [(Channel.WEBCHAT.value, sid, external) for sid, external, _ in valid]
+    await conv_service.record_receipts(session, receipts, now=valid[0][2])
+    once = [sid for sid, n in Counter(sid for sid, _, _ in valid).items() if n == 1]
+    if once:
+        found: dict[str, Any] = dict.fromkeys(once, None)
+        for row in await session.execute(_LIVE_SESSIONS, {"session_ids": once}):
+            found[row[0].id] = row
+        session.info.setdefault(_PREFETCHED, {}).update(found)
+
+
+async def post_message(
+    rt: Runtime, *, session_id: str | None, external_id: str, text: str
+) -> flows.InboundResult:
+    """A customer's message from their browser, in a unit of work shared with others arriving meanwhile."""
+
+    async def work(session: AsyncSession) -> flows.InboundResult:
+        chat, customer = await require_session(session, rt, session_id=session_id)
+        return await flows.receive_customer_message(
+            session,
+            rt,
+            flows.InboundMessage(
+                channel=Channel.WEBCHAT,
+                external_user_id=chat.id,
+                chat_id=chat.id,
+                external_message_id=external_id,
+                text=text,
+                display_name=customer.display_name,
+                locale=customer.locale,
+                customer=customer,  # already loaded with the session: saves the identity lookup
+            ),
+        )
+
+    return await rt.unit_of_work(work, prefetch=(prefetch, (session_id, external_id, rt.clock.now())))

@@ -7,9 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Cookie, Depends, Header, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.conversations import buttons, flows, staff_flows, webchat
+from bot.conversations import buttons, staff_flows, webchat
 from bot.conversations import service as conv_service
 from bot.conversations.views import customer_view, staff_view
 from bot.teams import access
@@ -81,25 +80,7 @@ async def post_chat_message(
     rt = runtime(request)
     session_id = _chat_session_id(x_webchat_session, butler_chat)
     external = body.client_message_id or uuid.uuid4().hex
-
-    async def work(session: AsyncSession) -> flows.InboundResult:
-        chat, customer = await webchat.require_session(session, rt, session_id=session_id)
-        return await flows.receive_customer_message(
-            session,
-            rt,
-            flows.InboundMessage(
-                channel=Channel.WEBCHAT,
-                external_user_id=chat.id,
-                chat_id=chat.id,
-                external_message_id=external,
-                text=body.text,
-                display_name=customer.display_name,
-                locale=customer.locale,
-                customer=customer,  # already loaded with the session: saves the identity lookup
-            ),
-        )
-
-    result = await rt.unit_of_work(work)
+    result = await webchat.post_message(rt, session_id=session_id, external_id=external, text=body.text)
     return ChatMessageOut(
         message_id=result.message_id,
         duplicate=result.duplicate,
