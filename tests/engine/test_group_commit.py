@@ -153,16 +153,22 @@ async def test_lanes_run_shared_transactions_side_by_side() -> None:
     assert sorted(sizes) == [1, 1, 1, 4, 8], "the queued units went in batches of up to 8"
 
 
-async def test_a_lookup_named_by_several_units_runs_once_for_all_of_them() -> None:
-    """Prefetch: once per shared transaction with every naming unit's key; never for a unit alone."""
-    calls: list[tuple[str, list[Any]]] = []
-    sizes: list[int] = []
+def _recording(sizes: list[int]) -> Callable[[], contextlib.AbstractAsyncContextManager[Any]]:
+    """A stand-in transaction (a list the units append to) that records how many units it carried."""
 
     @contextlib.asynccontextmanager
     async def transaction() -> AsyncIterator[Any]:
         units: list[int] = []
         yield units
         sizes.append(len(units))
+
+    return transaction
+
+
+async def test_a_lookup_named_by_several_units_runs_once_for_all_of_them() -> None:
+    """Prefetch: once per shared transaction with every naming unit's key; never for a unit alone."""
+    calls: list[tuple[str, list[Any]]] = []
+    sizes: list[int] = []
 
     def lookup(name: str) -> Any:
         async def run(_session: Any, keys: list[Any]) -> None:
@@ -175,7 +181,7 @@ async def test_a_lookup_named_by_several_units_runs_once_for_all_of_them() -> No
     async def work(units: Any) -> None:
         units.append(1)
 
-    group = GroupCommit(transaction, max_units=8)
+    group = GroupCommit(_recording(sizes), max_units=8)
     await group.run(work, (claims, 0))  # alone: nothing to share
     together = [group.run(work, (claims, k)) for k in (1, 2, 3)] + [group.run(work, (senders, "a"))]
     await asyncio.gather(*together, group.run(work))
@@ -186,12 +192,6 @@ async def test_a_lookup_named_by_several_units_runs_once_for_all_of_them() -> No
 async def test_a_failing_lookup_sends_its_units_alone() -> None:
     sizes: list[int] = []
 
-    @contextlib.asynccontextmanager
-    async def transaction() -> AsyncIterator[Any]:
-        units: list[int] = []
-        yield units
-        sizes.append(len(units))
-
     async def broken(_session: Any, _keys: list[Any]) -> None:
         raise ConnectionError("the lookup's round trip failed")
 
@@ -199,6 +199,6 @@ async def test_a_failing_lookup_sends_its_units_alone() -> None:
         units.append(1)
         return "done"
 
-    group = GroupCommit(transaction, max_units=8)
+    group = GroupCommit(_recording(sizes), max_units=8)
     assert await asyncio.gather(*(group.run(work, (broken, k)) for k in range(3))) == ["done"] * 3
     assert sizes == [1, 1, 1], "rolled back together, then each alone (where no lookup runs)"
