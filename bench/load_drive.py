@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import itertools
 import random
@@ -298,6 +299,47 @@ class GcPauses:
         }
 
 
+class LoopLag:
+    """How late the harness's event loop runs a 5 ms timer, per second of a step.
+
+    The harness also hosts the Bot API test server: if its loop is late, webhook deliveries and
+    answers are late too, and the step's latency counts it against the product.
+    """
+
+    TICK = 0.005
+
+    def __init__(self) -> None:
+        self.per_second: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(self.TICK)
+            late = loop.time() - before - self.TICK
+            second = int(before - start)
+            while len(self.per_second) <= second:
+                self.per_second.append(0.0)
+            self.per_second[second] = max(self.per_second[second], late)
+
+    async def __aenter__(self) -> LoopLag:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def summary(self) -> dict[str, Any]:
+        """The longest lateness, and each second's, in ms."""
+        per_second = [round(x * 1000) for x in self.per_second]
+        return {"max_ms": max(per_second, default=0), "per_second_ms": per_second}
+
+
 async def step(
     fire: Fire,
     tracker: Tracker,
@@ -314,11 +356,13 @@ async def step(
     sampler.start()
     count = len(clients) if clients is not None else max(1, int(rate * seconds))
     with GcPauses() as pauses:
-        keys = await open_loop(fire, rate=rate, count=count, clients=clients)
-        await drain(tracker, keys, grace)
+        async with LoopLag() as lag:
+            keys = await open_loop(fire, rate=rate, count=count, clients=clients)
+            await drain(tracker, keys, grace)
     result = measure(tracker, keys, rate=rate, target=target)
     result["procs"] = sampler.stop()
     result["harness_gc"] = pauses.summary()
+    result["harness_lag"] = lag.summary()
     result["load"] = loadavg()
     return result
 
@@ -385,7 +429,8 @@ def line(res: dict[str, Any]) -> str:
         f"  offered {res['offered']:>5.0f}/s achieved {res['achieved']:>6.1f}/s "
         f"p50 {p50:>5} ms p99 {p99:>5} ms done {res['completed']}/{res['messages']} "
         f"fail {res['failed']} {'OK ' if res['ok'] else 'MISS'} load {res['load']:.1f} "
-        f"harness gc max {res['harness_gc']['max_ms']:.0f} ms | {procs}"
+        f"harness gc max {res['harness_gc']['max_ms']:.0f} ms, "
+        f"loop late max {res['harness_lag']['max_ms']} ms | {procs}"
     )
 
 
