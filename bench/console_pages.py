@@ -122,7 +122,7 @@ def serve(url: str, port: int, slow_ms: float, facts_ttl: float | None, gc_freez
         kb_semantic="off",
         log_level="WARNING",
     )
-    app = create_app(settings, freeze_gc=gc_freeze)  # as `butler run` / `butler web` do
+    app = create_app(settings, server_process=gc_freeze)  # as `butler run` / `butler web` do
     if facts_ttl is not None:  # the dashboard's cache of settled days, as the handler would make it
         from escalation.metrics import FactsCache
 
@@ -431,7 +431,7 @@ def main() -> None:
     parser.add_argument(
         "--no-gc-freeze",
         action="store_true",
-        help="serve without create_app(freeze_gc=True), which `butler run` and `butler web` use",
+        help="serve without create_app(server_process=True), which `butler run` and `butler web` use",
     )
     parser.add_argument(
         "--only", action="append", help="measure only pages whose name contains this (repeatable)"

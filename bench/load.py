@@ -166,7 +166,14 @@ async def outcomes(url: str) -> dict[str, Any]:
 
 
 async def run_path(
-    path: str, mode: str, n: int, server: BotApiServer, args: argparse.Namespace, port: int, pids: Any
+    path: str,
+    mode: str,
+    n: int,
+    server: BotApiServer,
+    args: argparse.Namespace,
+    port: int,
+    pids: Any,
+    holds: lp.HoldLog,
 ) -> dict[str, Any]:
     """First contacts, then the rate steps, for one path of one mode."""
     texts = Texts(args.handoff, seed=n)
@@ -215,6 +222,7 @@ async def run_path(
             grace=args.grace,
             refine=not args.no_refine,
             log=log,
+            holds=holds,
         )
         result["outbound_sent"] = tracker.outbound
     finally:
@@ -251,7 +259,7 @@ async def run_mode(mode: str, n: int, server: BotApiServer, args: argparse.Names
         paths = ["telegram"] if mode == "echo" else args.paths.split(",")
         for path in paths:
             result["paths"][path] = await run_path(
-                path, mode, n * 2 + len(result["paths"]), server, args, port, pids
+                path, mode, n * 2 + len(result["paths"]), server, args, port, pids, lp.HoldLog(kids)
             )
         if url:
             await asyncio.sleep(1)

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 import yaml
-from load_procs import ROOT, Sampler, cpu_seconds, loadavg, summary
+from load_procs import ROOT, HoldLog, Sampler, cpu_seconds, loadavg, summary
 
 Key = int | str
 
@@ -350,8 +350,11 @@ async def step(
     target: float,
     grace: float,
     clients: list[Any] | None = None,
+    holds: HoldLog | None = None,
 ) -> dict[str, Any]:
-    """One open-loop step with CPU / RSS sampling; returns its measurements."""
+    """One open-loop step with CPU / RSS sampling (and the product's loop holds); returns its measurements."""
+    if holds is not None:
+        holds.skip()
     sampler = Sampler(pids)
     sampler.start()
     count = len(clients) if clients is not None else max(1, int(rate * seconds))
@@ -363,6 +366,7 @@ async def step(
     result["procs"] = sampler.stop()
     result["harness_gc"] = pauses.summary()
     result["harness_lag"] = lag.summary()
+    result["loop_holds"] = holds.read() if holds is not None else []
     result["load"] = loadavg()
     return result
 
@@ -399,19 +403,24 @@ async def ramp(
     grace: float,
     refine: bool,
     log: Callable[[str], None],
+    holds: HoldLog | None = None,
 ) -> list[dict[str, Any]]:
     """Step the offered rate up until a step fails; then (refine) try once halfway back."""
     results: list[dict[str, Any]] = []
     best = 0.0
     for rate in rates:
-        res = await step(fire, tracker, pids, rate=rate, seconds=seconds, target=target, grace=grace)
+        res = await step(
+            fire, tracker, pids, rate=rate, seconds=seconds, target=target, grace=grace, holds=holds
+        )
         results.append(res)
         log(line(res))
         if not res["ok"]:
             if refine and best > 0 and rate - best > 0.15 * best:
                 await asyncio.sleep(2)
                 mid = round((best + rate) / 2)
-                res = await step(fire, tracker, pids, rate=mid, seconds=seconds, target=target, grace=grace)
+                res = await step(
+                    fire, tracker, pids, rate=mid, seconds=seconds, target=target, grace=grace, holds=holds
+                )
                 results.append(res)
                 log(line(res))
             break
@@ -430,8 +439,20 @@ def line(res: dict[str, Any]) -> str:
         f"p50 {p50:>5} ms p99 {p99:>5} ms done {res['completed']}/{res['messages']} "
         f"fail {res['failed']} {'OK ' if res['ok'] else 'MISS'} load {res['load']:.1f} "
         f"harness gc max {res['harness_gc']['max_ms']:.0f} ms, "
-        f"loop late max {res['harness_lag']['max_ms']} ms | {procs}"
+        f"loop late max {res['harness_lag']['max_ms']} ms | {procs}{held(res.get('loop_holds', []))}"
     )
+
+
+def held(holds: list[dict[str, Any]]) -> str:
+    """The product's loop holds of a step, per process: count, longest, and its CPU and GC share."""
+    out = []
+    for process in sorted({h["process"] for h in holds}):
+        mine = [h for h in holds if h["process"] == process]
+        worst = max(mine, key=lambda h: h["held_ms"])
+        out.append(
+            f"{process} {len(mine)}x max {worst['held_ms']} ms (cpu {worst['cpu_ms']}, gc {worst['gc_ms']})"
+        )
+    return " | loop held: " + ", ".join(out) if out else ""
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -294,6 +295,40 @@ class Child:
             self.proc.wait()
 
 
+HELD = re.compile(r"event loop held (\d+) ms \(process CPU (\d+) ms, garbage collection (\d+) ms\) at (.*)")
+
+
+class HoldLog:
+    """The event-loop holds Butler's processes log (bot.loop_watch), read from their log files."""
+
+    def __init__(self, kids: list[Child]) -> None:
+        self.files = {kid.label: kid.log for kid in kids}
+        self.offsets = dict.fromkeys(self.files, 0)
+
+    def skip(self) -> None:
+        """Forget what the logs hold so far."""
+        for label, path in self.files.items():
+            with contextlib.suppress(OSError):
+                self.offsets[label] = path.stat().st_size
+
+    def read(self) -> list[dict[str, Any]]:
+        """The holds logged since the last skip or read."""
+        holds = []
+        for label, path in self.files.items():
+            with contextlib.suppress(OSError), path.open("rb") as f:
+                f.seek(self.offsets[label])
+                data = f.read()
+                data = data[: data.rfind(b"\n") + 1]  # a line being written is read next time
+                self.offsets[label] += len(data)
+                for m in HELD.finditer(data.decode("utf-8", "replace")):
+                    held, cpu, gc_ms, where = m.groups()
+                    holds.append(
+                        {"process": label, "held_ms": int(held), "cpu_ms": int(cpu), "gc_ms": int(gc_ms)}
+                        | {"where": where.strip()}
+                    )
+        return holds
+
+
 def spawn(label: str, cmd: list[str], env: dict[str, str], workdir: Path) -> Child:
     """Start a child with its output in workdir/<label>.log."""
     log = workdir / f"{label}.log"
@@ -341,6 +376,8 @@ def butler_env(
         "BUTLER_TELEGRAM_WEBHOOK_SECRET": "bench-webhook-secret",
         "BUTLER_MEDIA_DIR": str(workdir / "media"),
         "BUTLER_KB_SEMANTIC": "off",
+        # A step fails at p99 > 200 ms: holds of half that are what a failing step needs explained.
+        "BUTLER_LOOP_WARN_MS": os.environ.get("BUTLER_LOOP_WARN_MS", "100"),
     }
     if redis_url:
         env["BUTLER_REDIS_URL"] = redis_url

@@ -19,6 +19,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from bot.clock import Clock
 from bot.errors import DomainError
 from bot.factory import build_runtime, close_runtime
+from bot.loop_watch import LoopWatch
 from bot.outbox.sender import OutboxSender
 from bot.runtime import Runtime
 from bot.settings import Settings
@@ -48,12 +49,13 @@ def create_app(
     *,
     clock: Clock | None = None,
     workers: list[Worker] | None = None,
-    freeze_gc: bool = False,
+    server_process: bool = False,
 ) -> FastAPI:
     """Build the app; the runtime and background workers live for the lifespan.
 
-    `freeze_gc` (server processes): once started, move everything alive into the garbage
-    collector's permanent generation (see `lifespan`).
+    `server_process` (`butler run`, `butler web`, `butler worker`): once started, move everything
+    alive into the garbage collector's permanent generation (see `lifespan`) and watch the event loop
+    (`bot.loop_watch`).
     """
     settings = settings or Settings()
     rt = build_runtime(settings, clock=clock)
@@ -66,7 +68,7 @@ def create_app(
         log.info("event loop: %s", type(asyncio.get_running_loop()).__module__.split(".")[0])
         await prepare_index(rt)
         await prepare_policies(rt)  # SLA policies saved in the console win over the YAML file
-        if freeze_gc:
+        if server_process:
             # The knowledge index, dictionaries and modules live as long as the process; without
             # this every full collection walks them again and adds 50-100 ms to a request now and
             # then (bench/console_pages.py: dashboard drill-down p95 121 ms -> 55 ms).
@@ -77,6 +79,9 @@ def create_app(
             asyncio.create_task(run_index_refresh(rt, stop), name="kb-refresh"),
             asyncio.create_task(run_policy_refresh(rt, stop), name="sla-policies-refresh"),
         ]
+        if server_process:
+            watch = LoopWatch(settings.loop_warn_ms / 1000)
+            tasks.append(asyncio.create_task(watch.run(), name="loop-watch"))
         passes: list[asyncio.Task[None]] = []
         if settings.run_workers:
             for worker in [run_outbox_sender, *default_workers(), *extra_workers]:
@@ -178,7 +183,7 @@ def create_web_app() -> FastAPI:
     settings = Settings()
     settings.run_workers = False  # outbox, SLA and Telegram set-up belong to `butler worker`
     configure_logging(settings)
-    return create_app(settings, freeze_gc=True)
+    return create_app(settings, server_process=True)
 
 
 def default_workers() -> list[Worker]:

@@ -141,7 +141,7 @@ def run(
     typer.echo("Press Ctrl+C to stop.\n")
     # log_config=None: uvicorn logs through the configured (redacting, text or JSON) handler.
     uvicorn.run(
-        create_app(settings, freeze_gc=True),
+        create_app(settings, server_process=True),
         host=settings.host,
         port=settings.port,
         log_level="warning",

@@ -106,6 +106,19 @@ HTTP_ERRORS = Counter(
     ["route", "exception"],
     registry=None,
 )
+EVENT_LOOP_LAG = Histogram(
+    "butler_event_loop_lag_seconds",
+    "How late the event loop ran a timer due every 20 ms (a held loop delays every request at once)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5),
+    registry=None,
+)
+GC_PAUSE = Histogram(
+    "butler_gc_pause_seconds",
+    "Garbage collections and how long each held the process, by generation",
+    ["generation"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5),
+    registry=None,
+)
 ALL: tuple[Collector, ...] = (
     INBOUND_MESSAGES,
     INBOUND_LATENCY,
@@ -117,6 +130,8 @@ ALL: tuple[Collector, ...] = (
     HTTP_REQUESTS,
     HTTP_LATENCY,
     HTTP_ERRORS,
+    EVENT_LOOP_LAG,
+    GC_PAUSE,
 )
 _AFTER_COMMIT = "metrics_after_commit"
 

@@ -175,7 +175,7 @@ async def serve_worker(
     from bot.app import create_app
 
     settings.run_workers = True
-    app = create_app(settings, freeze_gc=True)
+    app = create_app(settings, server_process=True)
     rt: Runtime = app.state.rt
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

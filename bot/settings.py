@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
         "auto", description="event loop of every process: auto (uvloop if installed), uvloop, asyncio"
     )
+    loop_warn_ms: int = Field(
+        250, ge=0, description="log where the event loop was when it was held longer than this (0: never)"
+    )
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
     log_format: Literal["text", "json"] = Field("text", description="text lines, or one JSON object per line")
     log_personal_data: bool = Field(

@@ -158,6 +158,8 @@ async def test_web_and_worker_processes(migrated_url: str, tmp_path: Path) -> No
         assert metric(exposition, "butler_http_requests_total", route="/healthz", status="200") == 10
         assert metric(exposition, "butler_metrics_database_up") == 1
         assert "butler_outbox_depth" in exposition
+        # Server processes watch their event loop (bot.loop_watch): a beat every 20 ms.
+        assert metric(exposition, "butler_event_loop_lag_seconds_count") >= 2
 
         # uvicorn's worker processes start with glibc's arenas capped (bot.processes.limit_malloc_arenas).
         environs = child_environs(web.popen.pid)
@@ -166,6 +168,7 @@ async def test_web_and_worker_processes(migrated_url: str, tmp_path: Path) -> No
         async with httpx.AsyncClient(timeout=30) as client:
             worker_metrics = (await client.get(worker_url + "/metrics")).text
         assert "butler_sla_timers_due" in worker_metrics
+        assert metric(worker_metrics, "butler_event_loop_lag_seconds_count") >= 1
 
         assert worker.stop() == 0
         assert web.stop() == 0
@@ -185,8 +188,8 @@ async def test_web_and_worker_processes(migrated_url: str, tmp_path: Path) -> No
     assert access[0].get("case_id") is not None
     # Every process runs on uvloop: Settings.event_loop "auto" and uvloop pinned in pyproject.toml.
     worker_lines = [json.loads(line) for line in worker_log.splitlines() if line.startswith("{")]
-    assert [ln["msg"] for ln in lines if ln["msg"].startswith("event loop")] == ["event loop: uvloop"] * 2
-    assert [ln["msg"] for ln in worker_lines if ln["msg"].startswith("event loop")] == ["event loop: uvloop"]
+    assert [ln["msg"] for ln in lines if ln["msg"].startswith("event loop:")] == ["event loop: uvloop"] * 2
+    assert [ln["msg"] for ln in worker_lines if ln["msg"].startswith("event loop:")] == ["event loop: uvloop"]
     for text in (web_log, worker_log):
         assert SECRET_TEXT not in text
         assert PHONE not in text and "13800138000" not in text
