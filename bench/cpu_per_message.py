@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -137,6 +138,34 @@ def cpu_now(pids: dict[str, list[int]]) -> dict[str, float]:
     return now | {"harness": time.process_time()}
 
 
+async def collector(http: aiohttp.ClientSession, base: str) -> dict[tuple[str, str], float]:
+    """The web process's garbage-collection histogram (bot.loop_watch) from /metrics: (generation, sample)."""
+    async with http.get(base + "/metrics") as resp:
+        text = await resp.text()
+    return {
+        (s.labels["generation"], s.name.rsplit("_", 1)[-1] + s.labels.get("le", "")): s.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "butler_gc_pause_seconds"
+        for s in family.samples
+    }
+
+
+def collections_during(
+    before: dict[tuple[str, str], float], after: dict[tuple[str, str], float], n: int
+) -> Any:
+    """Per generation: collections, ms per message, and collections longer than 10 and 25 ms."""
+    out = {}
+    for gen in sorted({g for g, _ in after}):
+        delta = {key: after[(gen, key)] - before.get((gen, key), 0.0) for g, key in after if g == gen}
+        out[gen] = {
+            "collections": int(delta["count"]),
+            "ms_per_message": round(delta["sum"] * 1000 / n, 3),
+            "over_10ms": int(delta["count"] - delta["bucket0.01"]),
+            "over_25ms": int(delta["count"] - delta["bucket0.025"]),
+        }
+    return out
+
+
 async def measure_path(
     path: str, args: argparse.Namespace, base: str, pids: dict[str, list[int]]
 ) -> dict[str, Any]:
@@ -154,11 +183,13 @@ async def measure_path(
         warm = [texts.next() for _ in range(args.customers * 2)]
         await closed_loop(customers, warm, len(firsts), args.concurrency)
         timed = [texts.next() for _ in range(args.messages)]
+        gc_before = await collector(http, base)
         before = cpu_now(pids)
         t0 = time.perf_counter()
         latencies = await closed_loop(customers, timed, len(firsts) + len(warm), args.concurrency)
         wall = time.perf_counter() - t0
         after = cpu_now(pids)
+        gc_after = await collector(http, base)
     n = len(timed)
     ms = {k: (after[k] - before[k]) * 1000 / n for k in before}
     return {
@@ -168,6 +199,7 @@ async def measure_path(
         "p50_ms": lp.summary(latencies, 50) * 1000,
         "p99_ms": lp.summary(latencies, 99) * 1000,
         "cpu_ms_per_message": ms,
+        "web_gc": collections_during(gc_before, gc_after, n),
         # First contacts form a team (and, on Telegram, queue the staff topic): reported on their own.
         "first_contact": {"rate": len(firsts) / first_wall, "cpu_ms_per_message": first_ms},
     }
@@ -216,6 +248,14 @@ async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
             log(
                 f"  {res['rate']:.0f} msg/s p50 {res['p50_ms']:.0f} ms p99 {res['p99_ms']:.0f} ms | "
                 "CPU ms per message: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items())
+            )
+            log(
+                "  web process garbage collection: "
+                + "; ".join(
+                    f"gen{g} {v['collections']}x {v['ms_per_message']:.3f} ms/msg, "
+                    f"{v['over_10ms']} over 10 ms, {v['over_25ms']} over 25 ms"
+                    for g, v in res["web_gc"].items()
+                )
             )
             results.append(res)
     finally:

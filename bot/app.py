@@ -74,6 +74,12 @@ def create_app(
             # then (bench/console_pages.py: dashboard drill-down p95 121 ms -> 55 ms).
             gc.collect()
             gc.freeze()
+            # Young collections every 5,000 net allocations (Settings.gc_young_threshold), not 700:
+            # under load the default promoted the objects of requests in flight (ORM rows,
+            # coroutines, Telegram updates) to older generations, collected again and again. A web
+            # process at 134 msg/s spent 25 ms of every second collecting, with full collections of
+            # up to 42 ms; with 5,000, 5 ms and none over 16 ms (docs/BENCHMARKS.md).
+            gc.set_threshold(settings.gc_young_threshold, 10, 10)
         # Every process keeps its own index and SLA policies current, workers or not.
         tasks: list[asyncio.Task[None]] = [
             asyncio.create_task(run_index_refresh(rt, stop), name="kb-refresh"),

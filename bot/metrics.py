@@ -108,7 +108,7 @@ HTTP_ERRORS = Counter(
 )
 EVENT_LOOP_LAG = Histogram(
     "butler_event_loop_lag_seconds",
-    "How late the event loop ran a timer due every 20 ms (a held loop delays every request at once)",
+    "How late the event loop ran a timer due every 50 ms (a held loop delays every request at once)",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5),
     registry=None,
 )

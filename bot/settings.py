@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
         "auto", description="event loop of every process: auto (uvloop if installed), uvloop, asyncio"
     )
+    gc_young_threshold: int = Field(
+        5000, ge=100, description="server processes: net allocations between young-generation collections"
+    )
     loop_warn_ms: int = Field(
         250, ge=0, description="log where the event loop was when it was held longer than this (0: never)"
     )
