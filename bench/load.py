@@ -93,6 +93,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--out", type=Path, default=Path("var/bench-load.json"))
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, SQLite file)")
+    p.add_argument(
+        "--worker-nice",
+        type=int,
+        default=0,
+        help="run `butler worker` at this niceness (as a systemd unit's Nice=): the web processes first",
+    )
     return p.parse_args(argv)
 
 
@@ -135,11 +141,16 @@ async def start_mode(
         workers = "2" if mode == "pg2" else "1"
         kids = [
             lp.spawn("web", [*lp.BUTLER, "web", "--workers", workers], env, workdir),
-            lp.spawn("worker", [*lp.BUTLER, "worker"], env, workdir),
+            lp.spawn("worker", [*nice(args.worker_nice), *lp.BUTLER, "worker"], env, workdir),
         ]
     await lp.wait_http(f"http://127.0.0.1:{port}/readyz")
     await wait_webhook(server, port)
     return kids, port, url
+
+
+def nice(level: int) -> list[str]:
+    """A command prefix that starts the process at this niceness (none for 0)."""
+    return ["nice", "-n", str(level)] if level else []
 
 
 async def outcomes(url: str) -> dict[str, Any]:
