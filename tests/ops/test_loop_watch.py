@@ -8,7 +8,7 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -51,27 +51,27 @@ def figures(message: str) -> tuple[float, float]:
     return float(words[3]), float(words[7])
 
 
+async def one_hold(caplog: pytest.LogCaptureFixture, hold: Callable[[], None]) -> tuple[str, float, float]:
+    """Hold a watched loop (threshold 100 ms) once; the warning and its held and CPU ms."""
+    caplog.set_level(logging.WARNING, logger="bot.loop_watch")
+    async with watching(0.1):
+        hold()
+        await asyncio.sleep(0.1)
+    [message] = held(caplog)
+    return message, *figures(message)
+
+
 async def test_a_synchronous_wait_is_reported_with_where_and_little_cpu(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="bot.loop_watch")
-    async with watching(0.1):
-        waits_synchronously(0.4)
-        await asyncio.sleep(0.1)
-    [message] = held(caplog)
-    held_ms, cpu_ms = figures(message)
+    message, held_ms, cpu_ms = await one_hold(caplog, lambda: waits_synchronously(0.4))
     assert held_ms >= 350
     assert cpu_ms < held_ms / 2  # the process was not computing
     assert "waits_synchronously (ops/test_loop_watch.py:" in message
 
 
 async def test_computing_is_reported_with_its_cpu(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="bot.loop_watch")
-    async with watching(0.1):
-        computes(0.3)
-        await asyncio.sleep(0.1)
-    [message] = held(caplog)
-    held_ms, cpu_ms = figures(message)
+    message, held_ms, cpu_ms = await one_hold(caplog, lambda: computes(0.3))
     assert held_ms >= 250 and cpu_ms >= 250
     assert "computes (ops/test_loop_watch.py:" in message
 
