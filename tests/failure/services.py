@@ -202,7 +202,10 @@ class Butler:
             args = ["worker", "--health-port", str(port)]
             health = f"http://127.0.0.1:{port}/healthz"
         out = open(self.log_dir / f"{role}{index}.log", "ab") if self.log_dir else subprocess.DEVNULL
-        popen = subprocess.Popen([str(exe), *args], cwd=ROOT, env=self.env, stdout=out, stderr=out)
+        # A session of its own: stop() can take down uvicorn's worker processes with their supervisor.
+        popen = subprocess.Popen(
+            [str(exe), *args], cwd=ROOT, env=self.env, stdout=out, stderr=out, start_new_session=True
+        )
         return Proc(role, popen, health)
 
     def start(self) -> None:
@@ -266,6 +269,10 @@ class Butler:
             except subprocess.TimeoutExpired:
                 proc.popen.kill()
                 proc.popen.wait()
+            # A web worker the supervisor did not wait for (it was SIGKILLed above, or a worker was
+            # starting as it stopped) would outlive the test, serving on its port.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.popen.pid, signal.SIGKILL)
 
 
 def _is_uvicorn_worker(pid: int) -> bool:
