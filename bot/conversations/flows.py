@@ -195,6 +195,7 @@ async def ensure_group(session: AsyncSession, rt: Runtime, *, customer: Customer
     )
     if seated is None:
         return group, False
+    conv_service.remember_active_case(session, group_id=group.id, case=None)  # a new group has none
     emit(session, "groups", {"type": "group.new", "group_id": group.id, "gaps": group.gaps})
     for staff_id in seated:
         emit(session, f"staff:{staff_id}", {"type": "group.new", "group_id": group.id})
@@ -267,6 +268,7 @@ async def open_case(
         opened_at=now,
     )
     session.add(case)
+    conv_service.forget_active_case(session, group.id)
     await session.flush()
     conv_service.add_case_event(
         session,

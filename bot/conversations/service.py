@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, String, bindparam, func, insert, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import lazyload, make_transient_to_detached
+from sqlalchemy.orm import aliased, lazyload, make_transient_to_detached
 
 from bot.bus import emit
 from bot.conversations.enums import ACTIVE_STATUSES, AuthorKind, CaseStatus
@@ -53,6 +53,33 @@ _ACTIVE_CASE = (
     .order_by(Case.opened_at.desc(), Case.id.desc())
     .limit(1)
 )
+_NEWEST_ACTIVE = aliased(Case)
+_ACTIVE_KNOWN = "active_cases_known"  # Session.info: {group id: active Case or None}, as a lookup found it
+
+
+def newest_active_case_id(group_id: Any) -> Any:
+    """A group's active case id as a correlated subquery: sender lookups bring the case along (one
+    round trip less per message)."""
+    return (
+        select(_NEWEST_ACTIVE.id)
+        .where(_NEWEST_ACTIVE.group_id == group_id, _NEWEST_ACTIVE.status.in_(_ACTIVE_LITERALS))
+        .order_by(_NEWEST_ACTIVE.opened_at.desc(), _NEWEST_ACTIVE.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def remember_active_case(session: AsyncSession, *, group_id: int, case: Case | None) -> None:
+    """Note a group's active case (or none) as a lookup in this transaction found it; read once."""
+    # The dict holds the case strongly: the identity map alone may let a clean object go.
+    session.info.setdefault(_ACTIVE_KNOWN, {})[group_id] = case
+
+
+def forget_active_case(session: AsyncSession, group_id: int) -> None:
+    """A case of the group opened or changed status: what a lookup found no longer holds."""
+    session.info.get(_ACTIVE_KNOWN, {}).pop(group_id, None)
+
+
 _LAST_BOT_ANSWER_AT = (
     select(Message.created_at)
     .where(Message.group_id == bindparam("group_id"), Message.author_kind == AuthorKind.BOT)
@@ -96,6 +123,11 @@ async def record_receipts(session: AsyncSession, keys: list[tuple[str, str, str]
     rows = [{"channel": c, "chat_id": ch, "external_id": e, "received_at": now} for c, ch, e in unique]
     won = {tuple(row) for row in await session.execute(_RECEIPTS(session), rows)}
     session.info.setdefault(_RECORDED, {}).update({key: key in won for key in unique})
+
+
+def note_receipt(session: AsyncSession, key: tuple[str, str, str], *, fresh: bool) -> None:
+    """Note an inbound event's receipt, recorded by another statement of this transaction; read once."""
+    session.info.setdefault(_RECORDED, {})[key] = fresh
 
 
 async def record_receipt(
@@ -155,6 +187,7 @@ async def transition_case(
     if to not in TRANSITIONS.get(current, set()):
         raise Conflict("case.bad_transition", f"case {case.id} cannot go from {current} to {to}")
     case.status = to
+    forget_active_case(session, case.group_id)
     if to == CaseStatus.RESOLVED:
         case.resolved_at = now
     elif to == CaseStatus.CLOSED:
@@ -182,6 +215,9 @@ async def transition_case(
 
 async def active_case(session: AsyncSession, *, group_id: int) -> Case | None:
     """The group's case that is still being worked on, newest first."""
+    known = session.info.get(_ACTIVE_KNOWN, {})
+    if group_id in known:  # used once: a second message of the group in this transaction reads afresh
+        return known.pop(group_id)
     return await session.scalar(_ACTIVE_CASE, {"group_id": group_id})
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import lazyload
 
 from bot.conversations import flows
 from bot.conversations import service as conv_service
+from bot.conversations.models import Case
 from bot.errors import InvalidInput, NotFound
 from bot.i18n import normalize_locale
 from bot.runtime import Runtime
@@ -22,10 +23,12 @@ from bot.teams.models import ButlerGroup, Customer, WebchatSession
 
 # Every web chat message's first lookup, built once (bot.db.PerDialect says why).
 _SESSION_ROW = (
-    select(WebchatSession, Customer, ButlerGroup)
+    select(WebchatSession, Customer, ButlerGroup, Case)
     .join(Customer, Customer.id == WebchatSession.customer_id)
     .outerjoin(ButlerGroup, ButlerGroup.customer_id == Customer.id)
-    .options(lazyload(ButlerGroup.customer))  # the row's own Customer: no second join
+    .outerjoin(Case, Case.id == conv_service.newest_active_case_id(ButlerGroup.id))
+    # The row's own Customer and group: no second join.
+    .options(lazyload(ButlerGroup.customer), lazyload(Case.group))
 )
 _LIVE_SESSION = _SESSION_ROW.where(WebchatSession.id == bindparam("session_id"))
 _LIVE_SESSIONS = _SESSION_ROW.where(WebchatSession.id.in_(bindparam("session_ids", expanding=True)))
@@ -72,13 +75,20 @@ async def require_session(
         found = prefetched.pop(session_id)
     else:
         found = (await session.execute(_LIVE_SESSION, {"session_id": session_id})).first()
+        _remember_case(session, found)
     if found is None:
         raise NotFound("session.unknown", "unknown chat session; start a new one")
-    chat, customer, group = found
+    chat, customer, group, _case = found
     teams_service.remember_group(session, group)  # the message flow needs it next: no second query
     if chat.expires_at <= rt.clock.now():
         raise NotFound("session.expired", "this chat session has expired; start a new one")
     return chat, customer
+
+
+def _remember_case(session: AsyncSession, row: Any) -> None:
+    """Note the active case a session row brought along (a customer without a group has none)."""
+    if row is not None and row[2] is not None:
+        conv_service.remember_active_case(session, group_id=row[2].id, case=row[3])
 
 
 async def prefetch(session: AsyncSession, keys: list[tuple[str | None, str, datetime]]) -> None:
@@ -94,6 +104,7 @@ async def prefetch(session: AsyncSession, keys: list[tuple[str | None, str, date
         found: dict[str, Any] = dict.fromkeys(once, None)
         for row in await session.execute(_LIVE_SESSIONS, {"session_ids": once}):
             found[row[0].id] = row
+            _remember_case(session, row)  # now: a unit before this one may still move the case
         session.info.setdefault(_PREFETCHED, {}).update(found)
 
 

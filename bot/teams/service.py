@@ -15,6 +15,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from bot.bookings.service import OPEN_DRAFT_ID, remember_open_draft
 from bot.conversations.enums import ACTIVE_STATUSES
 from bot.conversations.models import Case
+from bot.conversations.service import newest_active_case_id, remember_active_case
 from bot.db import insert_ignore
 from bot.teams.assignment import Candidate, choose
 from bot.teams.models import (
@@ -40,11 +41,13 @@ async def get_identity(session: AsyncSession, *, channel: str, external_id: str)
 
 # Every message's first lookup, built once (bot.db.PerDialect says why).
 _IDENTITY_ROW = (
-    select(ChannelIdentity, Customer, ButlerGroup, OPEN_DRAFT_ID)
+    select(ChannelIdentity, Customer, ButlerGroup, OPEN_DRAFT_ID, Case)
     .join(Customer, Customer.id == ChannelIdentity.customer_id)
     .outerjoin(ButlerGroup, ButlerGroup.customer_id == Customer.id)
-    # The group's customer is the row's own Customer: no second join (group.customer is in the map).
-    .options(lazyload(ButlerGroup.customer))
+    .outerjoin(Case, Case.id == newest_active_case_id(ButlerGroup.id))
+    # The group's customer is the row's own Customer, the case's group the row's group: no second
+    # join (both are in the identity map).
+    .options(lazyload(ButlerGroup.customer), lazyload(Case.group))
     .where(ChannelIdentity.channel == bindparam("channel"))
 )
 _KNOWN_IDENTITY = _IDENTITY_ROW.where(ChannelIdentity.external_id == bindparam("external_id"))
@@ -76,7 +79,8 @@ async def find_or_create_customer(
         known = (
             await session.execute(_KNOWN_IDENTITY, {"channel": channel, "external_id": external_id})
         ).first()
-    if known is not None:  # every message after the first: one query for identity, customer and group
+        _remember_case(session, known)
+    if known is not None:  # every message after the first: one query for identity, customer, group, case
         remember_group(session, known[2])
         remember_open_draft(session, customer_id=known[1].id, draft_id=known[3])
         return known[1], known[0], False
@@ -135,7 +139,16 @@ async def prefetch_identities(session: AsyncSession, *, channel: str, external_i
     found: dict[tuple[str, str], Any] = dict.fromkeys(((channel, eid) for eid in once), None)
     for row in await session.execute(_KNOWN_IDENTITIES, {"channel": channel, "external_ids": once}):
         found[channel, row[0].external_id] = row
+        # Now, not when the sender's unit runs: a unit before it that opens or moves a case of the
+        # group must find the note there to drop it.
+        _remember_case(session, row)
     session.info.setdefault(_PREFETCHED, {}).update(found)
+
+
+def _remember_case(session: AsyncSession, row: Any) -> None:
+    """Note the active case an identity row brought along (a row without a group has none to note)."""
+    if row is not None and row[2] is not None:
+        remember_active_case(session, group_id=row[2].id, case=row[4])
 
 
 def remember_group(session: AsyncSession, group: ButlerGroup | None) -> None:

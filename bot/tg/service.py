@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, exists, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.conversations.models import MessageRef
+from bot.conversations import service as conv_service
+from bot.conversations.models import InboundReceipt, MessageRef
 from bot.db import PerDialect, insert_at_commit, insert_ignore, insert_ignore_for
 from bot.teams.enums import Channel
 from bot.teams.models import ButlerGroup, ChannelIdentity, Staff
@@ -21,6 +24,37 @@ _CLAIM = PerDialect(
         TelegramUpdate.__table__.c.update_id
     )
 )
+_CLAIM_COLUMNS = ("update_id", "kind", "status", "attempts", "received_at")
+_RECEIPT_COLUMNS = ("channel", "chat_id", "external_id", "received_at")
+
+
+def _claim_and_receipt() -> Any:
+    """PostgreSQL: an update's claim and, if the update is new, its message's receipt, in one trip.
+
+    One row (update id, receipt id or NULL when the message was seen before) if the claim is new;
+    none if the update was claimed before.
+    """
+    updates: Any = TelegramUpdate.__table__
+    receipts: Any = InboundReceipt.__table__
+    claim = (
+        postgresql.insert(updates)
+        .values({c: bindparam(c, type_=updates.c[c].type) for c in _CLAIM_COLUMNS})
+        .on_conflict_do_nothing()
+        .returning(updates.c.update_id)
+        .cte("claim")
+    )
+    values = select(*(bindparam(f"r_{c}", type_=receipts.c[c].type) for c in _RECEIPT_COLUMNS))
+    receipt = (
+        postgresql.insert(receipts)
+        .from_select(list(_RECEIPT_COLUMNS), values.where(exists(claim.select())))
+        .on_conflict_do_nothing()
+        .returning(receipts.c.id)
+        .cte("receipt")
+    )
+    return select(claim.c.update_id, select(receipt.c.id).scalar_subquery())
+
+
+_CLAIM_AND_RECEIPT = _claim_and_receipt()
 
 # Lookups of the staff topics, the sender and the staff's messages, built once (PerDialect says why).
 _GROUP_OF_THREAD = select(TelegramTopic.group_id).where(
@@ -60,14 +94,32 @@ async def claim_updates(session: AsyncSession, updates: list[tuple[int, str]], *
     session.info.setdefault(_CLAIMED, {}).update({row["update_id"]: row["update_id"] in won for row in rows})
 
 
-async def claim_update(session: AsyncSession, *, update_id: int, kind: str, now: datetime) -> bool:
-    """Mark an update as processed in this transaction; False if it was processed before."""
+async def claim_update(
+    session: AsyncSession,
+    *,
+    update_id: int,
+    kind: str,
+    now: datetime,
+    receipt: tuple[str, str, str] | None = None,
+) -> bool:
+    """Mark an update as processed in this transaction; False if it was processed before.
+
+    `receipt` (channel, chat id, message id): the update's customer message, whose receipt
+    (conversations' record_receipt) PostgreSQL records in the same statement as the claim.
+    """
     # Each outcome of claim_updates is used once: the same update again in this transaction (a
     # redelivery that arrived alongside) finds the row its first copy inserted, and is a duplicate.
     claimed = session.info.get(_CLAIMED, {}).pop(update_id, None)
     if claimed is True:
         return True
-    if claimed is None:
+    if claimed is None and receipt is not None and session.get_bind().dialect.name == "postgresql":
+        row = _claim_row(update_id, kind, now)
+        row.update({f"r_{c}": v for c, v in zip(_RECEIPT_COLUMNS, (*receipt, now), strict=True)})
+        both = (await session.execute(_CLAIM_AND_RECEIPT, row)).first()
+        if both is not None:
+            conv_service.note_receipt(session, receipt, fresh=both[1] is not None)
+            return True
+    elif claimed is None:
         inserted = await session.execute(_CLAIM(session), _claim_row(update_id, kind, now))
         if inserted.scalar() is not None:
             return True

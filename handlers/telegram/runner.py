@@ -24,6 +24,7 @@ from telegram.error import BadRequest, Conflict, Forbidden, InvalidToken, Telegr
 from telegram.ext import Application, ContextTypes
 from telegram.warnings import PTBUserWarning
 
+from bot.conversations import service as conv_service
 from bot.errors import DomainError
 from bot.runtime import Runtime
 from bot.teams import service as teams_service
@@ -49,6 +50,8 @@ class Unit:
 
 
 _UNIT: ContextVar[Unit | None] = ContextVar("telegram_unit", default=None)
+# A shared transaction's prefetch key per update: id, kind, private sender, its message's receipt key.
+_Key = tuple[int, str, int | None, tuple[str, str, str] | None]
 
 
 def current_unit() -> Unit:
@@ -152,9 +155,17 @@ class UpdateRunner:
     async def _run(
         self, update: Update, update_id: int, kind: str
     ) -> tuple[str, list[Callable[[], Awaitable[Any]]]]:
+        message = update.message
+        private = message is not None and message.chat.type == "private"
+        sender = message.from_user if message is not None and private else None
+        # A customer's message (not a command): its receipt goes with the claim (see claim_update).
+        receipt = None
+        if message is not None and private and not (message.text or "").startswith("/"):
+            receipt = (Channel.TELEGRAM.value, str(message.chat.id), str(message.message_id))
+
         async def work(session: AsyncSession) -> Unit | None:
             if not await tg_service.claim_update(
-                session, update_id=update_id, kind=kind, now=self.rt.clock.now()
+                session, update_id=update_id, kind=kind, now=self.rt.clock.now(), receipt=receipt
             ):
                 return None
             unit = Unit(self.rt, session)
@@ -167,9 +178,7 @@ class UpdateRunner:
                 raise unit.error
             return unit
 
-        message = update.message
-        sender = message.from_user if message is not None and message.chat.type == "private" else None
-        key = (update_id, kind, sender.id if sender is not None else None)
+        key = (update_id, kind, sender.id if sender is not None else None, receipt)
         unit = await self.rt.unit_of_work(work, prefetch=(self._prefetch, key))
         if unit is None:
             return "duplicate", []
@@ -177,12 +186,15 @@ class UpdateRunner:
             log.info("update %s (%s) had no handler; ignored", update_id, kind)
         return "processed", unit.after_commit
 
-    async def _prefetch(self, session: AsyncSession, keys: list[tuple[int, str, int | None]]) -> None:
-        """A shared transaction's updates: their claims in one INSERT, their senders in one query."""
-        await tg_service.claim_updates(
-            session, [(uid, kind) for uid, kind, _ in keys], now=self.rt.clock.now()
-        )
-        senders = [str(user_id) for _, _, user_id in keys if user_id is not None]
+    async def _prefetch(self, session: AsyncSession, keys: list[_Key]) -> None:
+        """A shared transaction's updates: their claims and their messages' receipts in one INSERT
+        each, their senders in one query."""
+        now = self.rt.clock.now()
+        await tg_service.claim_updates(session, [(uid, kind) for uid, kind, _, _ in keys], now=now)
+        receipts = [receipt for _, _, _, receipt in keys if receipt is not None]
+        if receipts:
+            await conv_service.record_receipts(session, receipts, now=now)
+        senders = [str(user_id) for _, _, user_id, _ in keys if user_id is not None]
         if len(senders) > 1:
             await teams_service.prefetch_identities(session, channel=Channel.TELEGRAM, external_ids=senders)
 

@@ -50,7 +50,9 @@ async def test_messages_arriving_together_share_their_receipt_and_session_lookup
     assert len(receipts) == 2, receipts  # one for all, one more for the retry's own try
     lookups = [s for s in seen if "FROM webchat_sessions JOIN customers" in s]
     # Ann's at once; Bob's and Cyd's two messages each read afresh
-    assert len(lookups) == 5 and sum(" IN (" in s for s in lookups) == 1, lookups
+    assert len(lookups) == 5 and sum("webchat_sessions.id IN (" in s for s in lookups) == 1, lookups
+    # Each lookup brought the session's active case along: none was looked up by itself.
+    assert not [s for s in seen if s.startswith("SELECT cases.id")], seen
     together = [
         webchat.post_message(rt, session_id=s, external_id=e, text="hello")
         for s, e in ((ann, "a2"), ("no-such-session", "x1"), (bob, "b2"))

@@ -7,12 +7,14 @@ from typing import Any
 
 from sqlalchemy import event, func, select
 
-from bot.conversations.models import Message
+from bot.conversations import service as conv_service
+from bot.conversations.models import InboundReceipt, Message
 from bot.runtime import Runtime
 from bot.seed import seed_demo
 from bot.teams import service as teams_service
 from bot.teams.models import Customer
 from bot.tg import service as tg_service
+from bot.tg.models import TelegramUpdate
 from handlers.telegram.wiring import TelegramChannel
 from tests.botapi import BotApiServer
 from tests.inbound import webchat_says
@@ -61,7 +63,9 @@ async def test_updates_arriving_together_share_their_claim_and_sender_lookups(
         # 7102 and 7104 at once; 7101 (twice in the batch, with the redelivered copy) and 7103's
         # two messages each read afresh
         assert len(lookups) == 4, lookups
-        assert sum(" IN (" in s for s in lookups) == 1
+        assert sum("channel_identities.external_id IN (" in s for s in lookups) == 1
+        # Each lookup brought the sender's active case along: none was looked up by itself.
+        assert not [s for s in seen if s.startswith("SELECT cases.id")], seen
         async with live.rt.maker() as session:
             bodies = (
                 await session.scalars(select(Message.body).where(Message.author_kind == "customer"))
@@ -103,3 +107,35 @@ async def test_prefetched_outcomes_match_single_lookups(rt: Runtime) -> None:
         group = await teams_service.get_group_for_customer(session, customer_id=customer.id)
     assert found == {"ann": ("ann", "ann"), "bob": ("bob", "bob"), "cyd": ("cyd", "cyd")}
     assert group is None, "cyd is new: no group yet"
+
+
+async def test_a_claim_carries_its_message_receipt(rt: Runtime) -> None:
+    """On both databases the outcomes match record_receipt's; PostgreSQL writes both in one statement."""
+    now = rt.clock.now()
+    key = ("telegram", "7201", "1")
+    seen, stop = _statements(rt)
+    async with rt.transaction() as session:
+        assert await tg_service.claim_update(session, update_id=20, kind="message", now=now, receipt=key)
+        assert await conv_service.record_receipt(
+            session, channel=key[0], chat_id=key[1], external_id=key[2], now=now
+        )
+    stop()
+    receipts = [s for s in seen if s.startswith("INSERT INTO inbound_receipts")]
+    together = [s for s in seen if s.startswith("WITH claim AS")]
+    if rt.engine.dialect.name == "postgresql":
+        assert (len(together), len(receipts)) == (1, 0), seen
+    else:
+        assert (len(together), len(receipts)) == (0, 1), seen
+    async with rt.transaction() as session:
+        # The same update again: claimed before, and nothing else is written.
+        assert not await tg_service.claim_update(session, update_id=20, kind="message", now=now, receipt=key)
+    async with rt.transaction() as session:
+        # Another update carrying the same message: a new claim, but the message was seen before.
+        assert await tg_service.claim_update(session, update_id=21, kind="message", now=now, receipt=key)
+        assert not await conv_service.record_receipt(
+            session, channel=key[0], chat_id=key[1], external_id=key[2], now=now
+        )
+    async with rt.maker() as session:
+        rows = await session.scalar(select(func.count()).select_from(InboundReceipt))
+        claims = await session.scalar(select(func.count()).select_from(TelegramUpdate))
+    assert (rows, claims) == (1, 2)
