@@ -27,8 +27,10 @@ class StaleFetches:
         await page.route(pattern, self._hold)
 
     async def _hold(self, route: Route) -> None:
+        # Decided as the page asks, not once the server answered: the message's POST may finish first.
+        stale = not self.released.is_set()
         response = await route.fetch()
-        if not self.released.is_set():
+        if stale:
             self.held += 1
             await self.released.wait()
             await asyncio.sleep(0.5)  # the live event arrives meanwhile
@@ -53,6 +55,8 @@ async def test_web_chat_shows_a_message_sent_during_a_fetch(
             stale.release()
 
     chat.on("response", on_response)
+    # No composer before the chat has a session (a message sent then would be refused).
+    await expect(chat.locator("#composer")).to_be_hidden()
     await chat.fill("#name", "Ada")
     await chat.click("#start button[type=submit]")
     await chat.fill("#text", "What does the first service cost?")
