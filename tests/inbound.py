@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.conversations.flows import InboundMessage, InboundResult, receive_customer_message
 from bot.runtime import Runtime
+from bot.teams import service as teams_service
+from bot.teams.models import ChannelIdentity, Customer
 
 
 async def webchat_says(
@@ -31,3 +36,13 @@ async def webchat_says(
     )
     async with rt.transaction() as session:
         return await receive_customer_message(session, rt, msg)
+
+
+async def webchat_customer(
+    session: AsyncSession, user: str, *, now: datetime
+) -> tuple[Customer, ChannelIdentity]:
+    """Find (or create) the web chat customer `user` in the session, as a message's flow does."""
+    customer, identity, _ = await teams_service.find_or_create_customer(
+        session, channel="webchat", external_id=user, chat_id=user, display_name=user, locale="en", now=now
+    )
+    return customer, identity

@@ -16,7 +16,7 @@ from bot.runtime import Runtime
 from bot.seed import seed_demo
 from bot.teams import service as teams_service
 from bot.teams.models import ButlerGroup
-from tests.inbound import webchat_says
+from tests.inbound import webchat_customer, webchat_says
 from tests.live import DEMO_HASH, DEMO_PASSWORD
 
 _CASE_LOOKUP = "FROM cases LEFT OUTER JOIN staff"  # active_case's own statement
@@ -42,15 +42,7 @@ async def _known(session: Any, rt: Runtime, *users: str) -> list[ButlerGroup]:
     await teams_service.prefetch_identities(session, channel="webchat", external_ids=list(users))
     groups = []
     for user in users:
-        customer, _, _ = await teams_service.find_or_create_customer(
-            session,
-            channel="webchat",
-            external_id=user,
-            chat_id=user,
-            display_name=user,
-            locale="en",
-            now=rt.clock.now(),
-        )
+        customer, _ = await webchat_customer(session, user, now=rt.clock.now())
         group = await teams_service.get_group_for_customer(session, customer_id=customer.id)
         assert group is not None
         groups.append(group)

@@ -17,7 +17,7 @@ from bot.tg import service as tg_service
 from bot.tg.models import TelegramUpdate
 from handlers.telegram.wiring import TelegramChannel
 from tests.botapi import BotApiServer
-from tests.inbound import webchat_says
+from tests.inbound import webchat_customer, webchat_says
 from tests.live import DEMO_HASH, DEMO_PASSWORD
 from tests.telegram.test_webhook import Butler, update_json, webhook_butler
 
@@ -94,15 +94,7 @@ async def test_prefetched_outcomes_match_single_lookups(rt: Runtime) -> None:
         assert not await tg_service.claim_update(session, update_id=6, kind="message", now=now)
         found = {}
         for user in ("ann", "bob", "cyd"):
-            customer, identity, _ = await teams_service.find_or_create_customer(
-                session,
-                channel="webchat",
-                external_id=user,
-                chat_id=user,
-                display_name=user,
-                locale="en",
-                now=now,
-            )
+            customer, identity = await webchat_customer(session, user, now=now)
             found[user] = (customer.display_name, identity.external_id)
         group = await teams_service.get_group_for_customer(session, customer_id=customer.id)
     assert found == {"ann": ("ann", "ann"), "bob": ("bob", "bob"), "cyd": ("cyd", "cyd")}
