@@ -195,7 +195,9 @@ async def ensure_group(session: AsyncSession, rt: Runtime, *, customer: Customer
     )
     if seated is None:
         return group, False
-    conv_service.remember_active_case(session, group_id=group.id, case=None)  # a new group has none
+    # A new group has no case and no answer yet.
+    conv_service.remember_active_case(session, group_id=group.id, case=None)
+    conv_service.remember_last_bot_answer(session, group_id=group.id, at=None)
     emit(session, "groups", {"type": "group.new", "group_id": group.id, "gaps": group.gaps})
     for staff_id in seated:
         emit(session, f"staff:{staff_id}", {"type": "group.new", "group_id": group.id})
@@ -381,8 +383,14 @@ async def deliver_to_customer(
     if message.internal:
         raise AssertionError("internal notes never reach customers")
     emit(session, f"customer:{group.customer_id}", {"type": "message.new", "message_id": message.id})
-    identities = await session.scalars(_ACTIVE_IDENTITIES, {"customer_id": group.customer_id})
-    for identity in identities.all():
+    known = teams_service.known_identities(session, customer_id=group.customer_id)
+    if known is not None:  # the sender's lookup found all of them; the objects say which are active now
+        identities = [identity for identity in known if identity.active]
+    else:
+        identities = list(
+            (await session.scalars(_ACTIVE_IDENTITIES, {"customer_id": group.customer_id})).all()
+        )
+    for identity in identities:
         bridge = rt.bridges.get(identity.channel)
         if bridge is not None:
             await bridge.to_customer(session, identity=identity, message=message, buttons=buttons)

@@ -86,6 +86,26 @@ _LAST_BOT_ANSWER_AT = (
     .order_by(Message.id.desc())
     .limit(1)
 )
+_LAST_BOT = aliased(Message)
+_BOT_ANSWERS_KNOWN = "bot_answers_known"  # Session.info: {group id: last bot answer's time or None}
+
+
+def last_bot_answer_subquery(group_id: Any) -> Any:
+    """A group's last bot answer time as a correlated subquery: sender lookups bring it along (an
+    answer asks whether the bot answered a moment ago; one round trip less per answer)."""
+    return (
+        select(_LAST_BOT.created_at)
+        .where(_LAST_BOT.group_id == group_id, _LAST_BOT.author_kind == literal_column(f"'{AuthorKind.BOT}'"))
+        .order_by(_LAST_BOT.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def remember_last_bot_answer(session: AsyncSession, *, group_id: int, at: datetime | None) -> None:
+    """Note when the bot last answered in a group (or never), as a lookup in this transaction found it."""
+    session.info.setdefault(_BOT_ANSWERS_KNOWN, {})[group_id] = at
+
 
 _RECENT_CASES = (
     select(func.count())
@@ -263,6 +283,8 @@ async def add_message(
     # Set the author object too, so views can read it without lazy IO on a new instance.
     message.author_staff = await session.get(Staff, author_staff_id) if author_staff_id else None
     await _insert_now(session, message, ref)
+    if author_kind == AuthorKind.BOT:  # a note of the group's last answer no longer holds
+        session.info.get(_BOT_ANSWERS_KNOWN, {}).pop(group_id, None)
     emit(
         session,
         f"group:{group_id}",
@@ -346,6 +368,10 @@ async def last_customer_message(session: AsyncSession, *, group_id: int) -> Mess
 
 async def last_bot_answer_at(session: AsyncSession, *, group_id: int) -> datetime | None:
     """When the bot last sent a knowledge-base answer in a group (only the time: no message object)."""
+    known = session.info.get(_BOT_ANSWERS_KNOWN, {})
+    if group_id in known:  # used once, like active_case's note
+        at: datetime | None = known.pop(group_id)
+        return at
     return await session.scalar(_LAST_BOT_ANSWER_AT, {"group_id": group_id})
 
 

@@ -19,14 +19,27 @@ from bot.i18n import normalize_locale
 from bot.runtime import Runtime
 from bot.teams import service as teams_service
 from bot.teams.enums import Channel
-from bot.teams.models import ButlerGroup, Customer, WebchatSession
+from bot.teams.models import ButlerGroup, ChannelIdentity, Customer, WebchatSession
 
 # Every web chat message's first lookup, built once (bot.db.PerDialect says why).
 _SESSION_ROW = (
-    select(WebchatSession, Customer, ButlerGroup, Case)
+    select(
+        WebchatSession,
+        Customer,
+        ButlerGroup,
+        Case,
+        ChannelIdentity,
+        teams_service.sole_identity(ChannelIdentity).label("sole"),
+        conv_service.last_bot_answer_subquery(ButlerGroup.id).label("last_bot_answer"),
+    )
     .join(Customer, Customer.id == WebchatSession.customer_id)
     .outerjoin(ButlerGroup, ButlerGroup.customer_id == Customer.id)
     .outerjoin(Case, Case.id == conv_service.newest_active_case_id(ButlerGroup.id))
+    .outerjoin(
+        ChannelIdentity,
+        (ChannelIdentity.channel == Channel.WEBCHAT.value)
+        & (ChannelIdentity.external_id == WebchatSession.id),
+    )
     # The row's own Customer and group: no second join.
     .options(lazyload(ButlerGroup.customer), lazyload(Case.group))
 )
@@ -75,20 +88,27 @@ async def require_session(
         found = prefetched.pop(session_id)
     else:
         found = (await session.execute(_LIVE_SESSION, {"session_id": session_id})).first()
-        _remember_case(session, found)
+        _remember_row(session, found)
     if found is None:
         raise NotFound("session.unknown", "unknown chat session; start a new one")
-    chat, customer, group, _case = found
+    chat, customer, group = found[:3]
     teams_service.remember_group(session, group)  # the message flow needs it next: no second query
     if chat.expires_at <= rt.clock.now():
         raise NotFound("session.expired", "this chat session has expired; start a new one")
     return chat, customer
 
 
-def _remember_case(session: AsyncSession, row: Any) -> None:
-    """Note the active case a session row brought along (a customer without a group has none)."""
-    if row is not None and row[2] is not None:
-        conv_service.remember_active_case(session, group_id=row[2].id, case=row[3])
+def _remember_row(session: AsyncSession, row: Any) -> None:
+    """Note what a session row brought along (see teams_service.remember_lookup)."""
+    if row is not None:
+        teams_service.remember_lookup(
+            session,
+            identity=row[4],
+            sole=row.sole,
+            group=row[2],
+            case=row[3],
+            last_bot_answer=row.last_bot_answer,
+        )
 
 
 async def prefetch(session: AsyncSession, keys: list[tuple[str | None, str, datetime]]) -> None:
@@ -104,7 +124,7 @@ async def prefetch(session: AsyncSession, keys: list[tuple[str | None, str, date
         found: dict[str, Any] = dict.fromkeys(once, None)
         for row in await session.execute(_LIVE_SESSIONS, {"session_ids": once}):
             found[row[0].id] = row
-            _remember_case(session, row)  # now: a unit before this one may still move the case
+            _remember_row(session, row)  # now: a unit before this one may still move the case
         session.info.setdefault(_PREFETCHED, {}).update(found)
 
 

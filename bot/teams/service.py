@@ -7,15 +7,20 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import ColumnElement, bindparam, exists, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import lazyload
+from sqlalchemy.orm import aliased, lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.bookings.service import OPEN_DRAFT_ID, remember_open_draft
 from bot.conversations.enums import ACTIVE_STATUSES
 from bot.conversations.models import Case
-from bot.conversations.service import newest_active_case_id, remember_active_case
+from bot.conversations.service import (
+    last_bot_answer_subquery,
+    newest_active_case_id,
+    remember_active_case,
+    remember_last_bot_answer,
+)
 from bot.db import insert_ignore
 from bot.teams.assignment import Candidate, choose
 from bot.teams.models import (
@@ -39,9 +44,58 @@ async def get_identity(session: AsyncSession, *, channel: str, external_id: str)
     )
 
 
+_OTHER_IDENTITY = aliased(ChannelIdentity)
+_IDENTITIES_KNOWN = "identities_known"  # Session.info: {customer id: all their channel identities}
+
+
+def sole_identity(identity: Any) -> ColumnElement[bool]:
+    """Whether an identity is its customer's only one: lookups bring that along, so that delivering
+    an answer needs no query for the customer's channels."""
+    return ~exists().where(
+        _OTHER_IDENTITY.customer_id == identity.customer_id, _OTHER_IDENTITY.id != identity.id
+    )
+
+
+def remember_identities(
+    session: AsyncSession, *, customer_id: int, identities: list[ChannelIdentity]
+) -> None:
+    """Note all of a customer's channel identities, as a lookup in this transaction found them."""
+    session.info.setdefault(_IDENTITIES_KNOWN, {})[customer_id] = identities
+
+
+def known_identities(session: AsyncSession, *, customer_id: int) -> list[ChannelIdentity] | None:
+    """The customer's identities if a lookup noted them (used once, like active_case's note), else None."""
+    return session.info.get(_IDENTITIES_KNOWN, {}).pop(customer_id, None)
+
+
+def remember_lookup(
+    session: AsyncSession,
+    *,
+    identity: ChannelIdentity | None,
+    sole: bool | None,
+    group: ButlerGroup | None,
+    case: Case | None,
+    last_bot_answer: datetime | None,
+) -> None:
+    """Note what a sender's lookup brought along: their identities, their group's case and last answer."""
+    if identity is not None and sole:
+        remember_identities(session, customer_id=identity.customer_id, identities=[identity])
+    if group is not None:  # a customer without a group has no case and no answer to note
+        remember_active_case(session, group_id=group.id, case=case)
+        remember_last_bot_answer(session, group_id=group.id, at=last_bot_answer)
+
+
 # Every message's first lookup, built once (bot.db.PerDialect says why).
 _IDENTITY_ROW = (
-    select(ChannelIdentity, Customer, ButlerGroup, OPEN_DRAFT_ID, Case)
+    select(
+        ChannelIdentity,
+        Customer,
+        ButlerGroup,
+        OPEN_DRAFT_ID,
+        Case,
+        sole_identity(ChannelIdentity).label("sole"),
+        last_bot_answer_subquery(ButlerGroup.id).label("last_bot_answer"),
+    )
     .join(Customer, Customer.id == ChannelIdentity.customer_id)
     .outerjoin(ButlerGroup, ButlerGroup.customer_id == Customer.id)
     .outerjoin(Case, Case.id == newest_active_case_id(ButlerGroup.id))
@@ -79,7 +133,7 @@ async def find_or_create_customer(
         known = (
             await session.execute(_KNOWN_IDENTITY, {"channel": channel, "external_id": external_id})
         ).first()
-        _remember_case(session, known)
+        _remember_row(session, known)
     if known is not None:  # every message after the first: one query for identity, customer, group, case
         remember_group(session, known[2])
         remember_open_draft(session, customer_id=known[1].id, draft_id=known[3])
@@ -114,6 +168,7 @@ async def find_or_create_customer(
         winner = await session.get(Customer, identity.customer_id)
         assert winner is not None
         return winner, identity, False
+    remember_identities(session, customer_id=customer.id, identities=[identity])  # a new customer's only one
     return customer, identity, True
 
 
@@ -141,14 +196,21 @@ async def prefetch_identities(session: AsyncSession, *, channel: str, external_i
         found[channel, row[0].external_id] = row
         # Now, not when the sender's unit runs: a unit before it that opens or moves a case of the
         # group must find the note there to drop it.
-        _remember_case(session, row)
+        _remember_row(session, row)
     session.info.setdefault(_PREFETCHED, {}).update(found)
 
 
-def _remember_case(session: AsyncSession, row: Any) -> None:
-    """Note the active case an identity row brought along (a row without a group has none to note)."""
-    if row is not None and row[2] is not None:
-        remember_active_case(session, group_id=row[2].id, case=row[4])
+def _remember_row(session: AsyncSession, row: Any) -> None:
+    """Note what an identity row brought along (see remember_lookup)."""
+    if row is not None:
+        remember_lookup(
+            session,
+            identity=row[0],
+            sole=row.sole,
+            group=row[2],
+            case=row[4],
+            last_bot_answer=row.last_bot_answer,
+        )
 
 
 def remember_group(session: AsyncSession, group: ButlerGroup | None) -> None:
