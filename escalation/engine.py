@@ -42,19 +42,15 @@ class SlaEngine:
     async def _start(self, session: AsyncSession, *, case: Case, now: datetime, reason: str) -> Promise:
         policy = await service.policy_for_case(session, policies=self.policies, case=case)
         calendar = self.policies.calendar(policy.calendar)
-        first, _resolution = [
-            await service.start_timer(
-                session,
-                case=case,
-                policy=policy,
-                calendar=calendar,
-                metric=metric,
-                cycle=case.reopen_count,
-                now=now,
-                reason=reason,
-            )
-            for metric in (FIRST, RESOLUTION)
-        ]
+        first, _resolution = await service.start_timers(
+            session,
+            case=case,
+            policy=policy,
+            calendar=calendar,
+            metrics=[(FIRST, case.reopen_count), (RESOLUTION, case.reopen_count)],
+            now=now,
+            reason=reason,
+        )
         assert first.due_at is not None
         # Wall-clock minutes: outside business hours the honest promise is longer than the target.
         return Promise(due_at=first.due_at, minutes=(first.due_at - now).total_seconds() / 60)

@@ -168,41 +168,69 @@ async def start_timer(
     reason: str,
 ) -> SlaTimer:
     """Start a clock for a metric now and record that the policy applies."""
-    timer = SlaTimer(
-        case_id=case.id,
-        metric=metric,
-        cycle=cycle,
-        policy=policy.key,
-        calendar=calendar.name,
-        target_seconds=policy.targets[metric],
-        started_at=now,
-        paused_seconds=0.0,
-        pauses=[],
-        pause_when_waiting=policy.pause_resolution_when_waiting_customer,
-        state=RUNNING,
-        ladder=build_ladder(policy, metric),
-        next_step=0,
-    )
-    schedule(timer, calendar, now)
-    session.add(timer)
-    await session.flush()
-    add_event(
+    (timer,) = await start_timers(
         session,
-        case_id=case.id,
-        timer=timer,
-        kind="applied",
+        case=case,
+        policy=policy,
+        calendar=calendar,
+        metrics=[(metric, cycle)],
         now=now,
-        staff_id=case.assignee_id,
-        data={
-            "policy": policy.key,
-            "target": timer.target_seconds,
-            "calendar": calendar.name,
-            "due": iso(timer.due_at) if timer.due_at else None,
-            "reason": reason,
-        },
+        reason=reason,
     )
-    _announce(session, timer)
     return timer
+
+
+async def start_timers(
+    session: AsyncSession,
+    *,
+    case: Case,
+    policy: Policy,
+    calendar: BusinessCalendar,
+    metrics: list[tuple[str, int]],
+    now: datetime,
+    reason: str,
+) -> list[SlaTimer]:
+    """Start clocks for several (metric, cycle) at once: one INSERT for them, their events at commit."""
+    timers = [
+        SlaTimer(
+            case_id=case.id,
+            metric=metric,
+            cycle=cycle,
+            policy=policy.key,
+            calendar=calendar.name,
+            target_seconds=policy.targets[metric],
+            started_at=now,
+            paused_seconds=0.0,
+            pauses=[],
+            pause_when_waiting=policy.pause_resolution_when_waiting_customer,
+            state=RUNNING,
+            ladder=build_ladder(policy, metric),
+            next_step=0,
+        )
+        for metric, cycle in metrics
+    ]
+    for timer in timers:
+        schedule(timer, calendar, now)
+    session.add_all(timers)
+    await session.flush()  # the events name the timers' ids
+    for timer in timers:
+        add_event(
+            session,
+            case_id=case.id,
+            timer=timer,
+            kind="applied",
+            now=now,
+            staff_id=case.assignee_id,
+            data={
+                "policy": policy.key,
+                "target": timer.target_seconds,
+                "calendar": calendar.name,
+                "due": iso(timer.due_at) if timer.due_at else None,
+                "reason": reason,
+            },
+        )
+        _announce(session, timer)
+    return timers
 
 
 def pause_timer(session: AsyncSession, *, timer: SlaTimer, now: datetime, reason: str) -> None:

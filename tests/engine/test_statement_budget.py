@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import pytest
 from sqlalchemy import event
 
 from bot.conversations.flows import InboundResult
@@ -17,11 +16,16 @@ from knowledge.answerer import KnowledgeAnswerer
 from tests.inbound import webchat_says
 from tests.live import DEMO_HASH, DEMO_PASSWORD
 
-# Measured on SQLite, plus one. Web chat: 12, 5, 15, 4 since team forming inserts its seats in one
-# statement and takes the new group and identity rows from their INSERT ... RETURNING, and the chat
-# session's lookup brings the customer's group, active case, last bot answer and (being the
-# customer's only channel) their identity along.
-BUDGET = {"first contact": 13, "bot answer": 6, "case opens": 16, "joins the case": 5}
+# Measured, plus one. Web chat on SQLite: 12, 5, 15, 4 (PostgreSQL: 11, 4, 12, 3) since team
+# forming inserts its seats in one statement and takes the new group and identity rows from their
+# INSERT ... RETURNING, and the chat session's lookup brings the customer's group, active case, last
+# bot answer and (being the customer's only channel) their identity along. PostgreSQL also writes a
+# message and its channel id in one statement, and a case's two SLA clocks, and their two events, in
+# one INSERT each.
+BUDGET = {
+    "sqlite": {"first contact": 13, "bot answer": 6, "case opens": 16, "joins the case": 5},
+    "postgresql": {"first contact": 12, "bot answer": 5, "case opens": 13, "joins the case": 4},
+}
 
 
 @contextmanager
@@ -45,8 +49,7 @@ async def _send(rt: Runtime, user: str, n: int, text: str) -> tuple[list[str], I
     return seen, result
 
 
-@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
-async def test_statements_per_message_stay_within_budget(rt: Runtime) -> None:
+async def test_statements_per_message_stay_within_budget(rt: Runtime, backend: str) -> None:
     async with rt.transaction() as session:
         await seed_demo(session, password=DEMO_PASSWORD, password_hash=DEMO_HASH)
     assert isinstance(rt.answerer, KnowledgeAnswerer)
@@ -64,5 +67,6 @@ async def test_statements_per_message_stay_within_budget(rt: Runtime) -> None:
         answer_msg = await session.get(Message, answer_result.bot_message_id)
         assert answer_msg is not None and answer_msg.meta["answers"] == answer_result.message_id
     counts = {"first contact": first, "bot answer": answer, "case opens": opens, "joins the case": joins}
-    over = {k: (len(v), BUDGET[k], v) for k, v in counts.items() if len(v) > BUDGET[k]}
+    budget = BUDGET[backend]
+    over = {k: (len(v), budget[k], v) for k, v in counts.items() if len(v) > budget[k]}
     assert not over, over
