@@ -214,23 +214,31 @@ async def start_timers(
     session.add_all(timers)
     await session.flush()  # the events name the timers' ids
     for timer in timers:
-        add_event(
-            session,
-            case_id=case.id,
-            timer=timer,
-            kind="applied",
-            now=now,
-            staff_id=case.assignee_id,
-            data={
-                "policy": policy.key,
-                "target": timer.target_seconds,
-                "calendar": calendar.name,
-                "due": iso(timer.due_at) if timer.due_at else None,
-                "reason": reason,
-            },
-        )
+        applied(session, case=case, timer=timer, now=now, reason=reason)
         _announce(session, timer)
     return timers
+
+
+def applied(
+    session: AsyncSession, *, case: Case, timer: SlaTimer, now: datetime, reason: str, **more: Any
+) -> SlaEvent:
+    """Record that a clock started under its policy (its target, calendar and due time)."""
+    return add_event(
+        session,
+        case_id=case.id,
+        timer=timer,
+        kind="applied",
+        now=now,
+        staff_id=case.assignee_id,
+        data={
+            "policy": timer.policy,
+            "target": timer.target_seconds,
+            "calendar": timer.calendar,
+            "due": iso(timer.due_at) if timer.due_at else None,
+            "reason": reason,
+            **more,
+        },
+    )
 
 
 def pause_timer(session: AsyncSession, *, timer: SlaTimer, now: datetime, reason: str) -> None:
@@ -386,22 +394,14 @@ async def reapply_policy(
     session.add(new)
     await session.flush()
     old.replaced_by_id = new.id
-    add_event(
+    applied(
         session,
-        case_id=case.id,
+        case=case,
         timer=new,
-        kind="applied",
         now=now,
-        staff_id=case.assignee_id,
-        data={
-            "policy": policy.key,
-            "target": target,
-            "calendar": calendar.name,
-            "due": iso(new.due_at) if new.due_at else None,
-            "reason": "recategorised",
-            "replaces": old.id,
-            "carried": [e["action"] for e in ladder if e.get("carried")],
-        },
+        reason="recategorised",
+        replaces=old.id,
+        carried=[e["action"] for e in ladder if e.get("carried")],
     )
     if new.state == PAUSED and not policy.pause_resolution_when_waiting_customer:
         resume_timer(session, timer=new, calendar=calendar, now=now, reason="policy does not pause")

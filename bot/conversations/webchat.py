@@ -88,7 +88,7 @@ async def require_session(
         found = prefetched.pop(session_id)
     else:
         found = (await session.execute(_LIVE_SESSION, {"session_id": session_id})).first()
-        _remember_row(session, found)
+        teams_service.remember_row(session, found)
     if found is None:
         raise NotFound("session.unknown", "unknown chat session; start a new one")
     chat, customer, group = found[:3]
@@ -96,19 +96,6 @@ async def require_session(
     if chat.expires_at <= rt.clock.now():
         raise NotFound("session.expired", "this chat session has expired; start a new one")
     return chat, customer
-
-
-def _remember_row(session: AsyncSession, row: Any) -> None:
-    """Note what a session row brought along (see teams_service.remember_lookup)."""
-    if row is not None:
-        teams_service.remember_lookup(
-            session,
-            identity=row[4],
-            sole=row.sole,
-            group=row[2],
-            case=row[3],
-            last_bot_answer=row.last_bot_answer,
-        )
 
 
 async def prefetch(session: AsyncSession, keys: list[tuple[str | None, str, datetime]]) -> None:
@@ -124,7 +111,7 @@ async def prefetch(session: AsyncSession, keys: list[tuple[str | None, str, date
         found: dict[str, Any] = dict.fromkeys(once, None)
         for row in await session.execute(_LIVE_SESSIONS, {"session_ids": once}):
             found[row[0].id] = row
-            _remember_row(session, row)  # now: a unit before this one may still move the case
+            teams_service.remember_row(session, row)  # now: a unit before this one may still move the case
         session.info.setdefault(_PREFETCHED, {}).update(found)
 
 

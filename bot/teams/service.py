@@ -133,7 +133,7 @@ async def find_or_create_customer(
         known = (
             await session.execute(_KNOWN_IDENTITY, {"channel": channel, "external_id": external_id})
         ).first()
-        _remember_row(session, known)
+        remember_row(session, known)
     if known is not None:  # every message after the first: one query for identity, customer, group, case
         remember_group(session, known[2])
         remember_open_draft(session, customer_id=known[1].id, draft_id=known[3])
@@ -196,19 +196,20 @@ async def prefetch_identities(session: AsyncSession, *, channel: str, external_i
         found[channel, row[0].external_id] = row
         # Now, not when the sender's unit runs: a unit before it that opens or moves a case of the
         # group must find the note there to drop it.
-        _remember_row(session, row)
+        remember_row(session, row)
     session.info.setdefault(_PREFETCHED, {}).update(found)
 
 
-def _remember_row(session: AsyncSession, row: Any) -> None:
-    """Note what an identity row brought along (see remember_lookup)."""
+def remember_row(session: AsyncSession, row: Any) -> None:
+    """Note what a sender's lookup row brought along (see remember_lookup); the identity row and web
+    chat's session row name their parts alike."""
     if row is not None:
         remember_lookup(
             session,
-            identity=row[0],
+            identity=row.ChannelIdentity,
             sole=row.sole,
-            group=row[2],
-            case=row[4],
+            group=row.ButlerGroup,
+            case=row.Case,
             last_bot_answer=row.last_bot_answer,
         )
 
